@@ -1,0 +1,32 @@
+# README contract: `make demo` and `make test` each do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.da3_jax_installed
+
+.PHONY: install test demo lint clean
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU torch wheel first, so nothing later pulls a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev,torch]"
+	# The official package for parity tests, without its heavy dependency list.
+	$(PY) -m pip install -q --no-deps depth-anything-3==0.1.1
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m pytest -n 2 --durations=15 tests
+
+demo: install
+	$(PY) -m experiments.demo --workdir=runs/demo
+
+lint: install
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) runs
