@@ -1,0 +1,217 @@
+"""Benchmark runner: scenes from a benchmark reader -> predictor -> metrics -> JSON per scene.
+
+A **predictor** is any callable `predict(record, kind) -> {'depth' [N, h, w], 'extrinsics'
+[N, 3, 4] w2c, 'intrinsics' [N, 3, 3] (for h x w)}` where `record` is a
+`data_pipelines.record.SceneRecord` and `kind` is
+
+* 'unposed': images only (used by the `pose` and `recon_unposed` modes),
+* 'posed': images plus the record's GT cameras as conditioning (`recon_posed`),
+* 'mono': per-view depth (`mono`; extrinsics may be anything).
+
+Predictions may be at another resolution than the record (e.g. 504 px processing); depth is
+resized back with nearest neighbour and K rescaled, as the official benchmark does.
+
+`evaluate_scene` computes every requested mode for one record; `run_benchmark` loops over the
+scenes of a dataset with a progress bar, writes `<out>/<dataset>/scenes/<scene>.json` (skipping
+scenes whose JSON already has all requested modes: resumable), then the aggregate JSON,
+markdown table and plots (`da3_jax.eval.report`). Scenes are loaded by the benchmark reader
+with the official sampling (<= `max_frames` views, seed 42, reference view 'first').
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from da3_jax.eval import metrics, protocols, recon
+
+MODES = ("pose", "recon_unposed", "recon_posed", "mono")
+_KIND_OF_MODE = {"pose": "unposed", "recon_unposed": "unposed", "recon_posed": "posed",
+                 "mono": "mono"}
+
+Predictor = Callable[[object, str], Mapping[str, np.ndarray]]
+
+
+def check_modes(modes: Sequence[str] | str) -> tuple[str, ...]:
+    """Parse 'pose,recon_unposed' or a sequence; ValueError naming unknown modes."""
+    if isinstance(modes, str):
+        modes = [m.strip() for m in modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ValueError(f"modes: expected a non-empty subset of {MODES}, got {list(modes)}")
+    return tuple(dict.fromkeys(modes))
+
+
+def _check_prediction(pred: Mapping, n: int, kind: str) -> dict:
+    for key in ("depth", "extrinsics", "intrinsics"):
+        if key not in pred:
+            raise ValueError(f"prediction ({kind}): missing key '{key}'")
+    depth = np.asarray(pred["depth"], np.float64)
+    ext = np.asarray(pred["extrinsics"], np.float64)
+    k = np.asarray(pred["intrinsics"], np.float64)
+    if depth.ndim != 3 or depth.shape[0] != n:
+        raise ValueError(f"prediction ({kind}): depth must be [{n}, h, w], got {depth.shape}")
+    if ext.shape[0] != n or ext.shape[-2:] not in ((3, 4), (4, 4)):
+        raise ValueError(f"prediction ({kind}): extrinsics must be [{n}, 3, 4], got {ext.shape}")
+    if k.shape != (n, 3, 3):
+        raise ValueError(f"prediction ({kind}): intrinsics must be [{n}, 3, 3], got {k.shape}")
+    return {"depth": depth, "extrinsics": ext[:, :3, :4], "intrinsics": k}
+
+
+def _float_dict(d: Mapping) -> dict:
+    return {k: float(v) for k, v in d.items() if np.ndim(v) == 0}
+
+
+def evaluate_predictions(pred: Mapping, gt: Mapping, depth_align: str = "median",
+                         thresholds: Sequence[int] = (3, 30)) -> dict:
+    """Depth and pose metrics of one multi-view prediction (used by the training demo).
+
+    Args:
+      pred: 'depth' `[N, H, W]` and 'extrinsics' `[N, 3|4, 4]` (w2c); depth at GT resolution.
+      gt: 'depth' `[N, H, W]` (0 = invalid), 'extrinsics' `[N, 3|4, 4]`, optional 'valid'.
+        A `SceneRecord` can be passed as `dataclasses.asdict(record)` or `record.to_example()`.
+      depth_align: alignment for the depth metrics ('none' | 'median' | 'scale_shift').
+      thresholds: pose AUC thresholds in degrees.
+
+    Returns:
+      flat dict of floats: `abs_rel`, `sq_rel`, `rmse`, `log_rmse`, `delta1..3`, and
+      `auc03`, `auc30`, ... (`metrics.auc_key`); pose keys are absent when N < 2.
+    """
+    out = metrics.depth_metrics(pred["depth"], gt["depth"], gt.get("valid"), align=depth_align)
+    out.pop("num_images")
+    if np.shape(pred["extrinsics"])[0] >= 2:
+        pose = metrics.pose_auc(pred["extrinsics"], gt["extrinsics"], thresholds=thresholds)
+        out.update(_float_dict(pose))
+    return out
+
+
+def evaluate_scene(record, predict: Predictor, modes: Sequence[str], fusion: str = "points",
+                   depth_align: str = "median") -> dict:
+    """All requested modes for one `SceneRecord`.
+
+    Returns:
+      {mode: {metric: float}} plus, for 'pose', `pair_err` / `rot_err` / `trans_err` lists
+      (degrees) under '<mode>_errors' for the CDF plots.
+    """
+    modes = check_modes(modes)
+    proto = protocols.protocol(record.dataset)
+    n = record.num_views
+    gt_depth = np.asarray(record.depth, np.float64)
+    preds: dict[str, dict] = {}
+    result: dict[str, dict] = {}
+    for mode in modes:
+        kind = _KIND_OF_MODE[mode]
+        if kind not in preds:
+            preds[kind] = _check_prediction(predict(record, kind), n, kind)
+        pred = preds[kind]
+        if mode == "pose":
+            pose = metrics.pose_auc(pred["extrinsics"], record.extrinsics)
+            result[mode] = _float_dict(pose)
+            result["pose_errors"] = {k: pose[k].tolist() for k in ("pair_err", "rot_err",
+                                                                    "trans_err")}
+        elif mode == "mono":
+            depth, _ = recon.resize_depth_nearest(pred["depth"], pred["intrinsics"],
+                                                  record.image_hw)
+            result[mode] = metrics.depth_metrics(depth, gt_depth, record.valid,
+                                                 align=depth_align)
+        else:
+            if not proto["recon"]:
+                continue
+            if fusion == "tsdf":
+                result[mode] = _tsdf_metrics(record, pred, mode, proto)
+            else:
+                result[mode] = recon.reconstruction_metrics(
+                    pred["depth"], pred["extrinsics"], pred["intrinsics"], gt_depth,
+                    record.extrinsics, record.intrinsics, record.valid, mode=mode,
+                    threshold=proto["tau"], down_sample=proto["down_sample"])
+    return result
+
+
+def _tsdf_metrics(record, pred: dict, mode: str, proto: dict) -> dict:
+    """Official TSDF-fused variant (needs open3d): both clouds fused from depth."""
+    fused = recon.prepare_fusion_inputs(pred["depth"], pred["extrinsics"], pred["intrinsics"],
+                                        record.extrinsics, record.intrinsics, record.valid,
+                                        mode=mode)
+    kw = dict(voxel_length=proto["voxel_length"], sdf_trunc=proto["sdf_trunc"],
+              max_depth=proto["max_depth"])
+    pred_pts = recon.tsdf_points(fused["depth"], record.images, fused["w2c"],
+                                 fused["intrinsics"], **kw)
+    gt_pts = recon.tsdf_points(np.where(record.valid, record.depth, 0.0), record.images,
+                               record.extrinsics, record.intrinsics, **kw)
+    out = recon.point_cloud_metrics(pred_pts, gt_pts, threshold=proto["tau"],
+                                    down_sample=proto["down_sample"])
+    out["scale"] = float(fused["scale"])
+    return out
+
+
+def _get_reader(dataset: str):
+    from data_pipelines.readers import BENCHMARKS
+
+    if dataset not in BENCHMARKS:
+        raise ValueError(f"dataset: unknown benchmark {dataset!r}; known: {sorted(BENCHMARKS)}")
+    return BENCHMARKS[dataset]
+
+
+def _reader_call(reader, name: str):
+    fn = reader.get(name) if isinstance(reader, Mapping) else getattr(reader, name)
+    if fn is None:
+        raise ValueError(f"benchmark reader has no '{name}'")
+    return fn
+
+
+def scene_json_path(out_dir: str, dataset: str, scene: str) -> str:
+    """`<out>/<dataset>/scenes/<scene with '/' -> '__'>.json`."""
+    return os.path.join(out_dir, dataset, "scenes", scene.replace("/", "__") + ".json")
+
+
+def run_benchmark(dataset: str, data_dir: str, predict: Predictor, out_dir: str,
+                  modes: Sequence[str] = ("pose",), max_frames: int = protocols.MAX_FRAMES,
+                  seed: int = protocols.SAMPLE_SEED, scenes: Sequence[str] | None = None,
+                  fusion: str = "points", depth_align: str = "median", plots: bool = True,
+                  progress: bool = True) -> dict:
+    """Evaluate every scene of `dataset` under `data_dir`; returns the aggregate dict.
+
+    Resumable: a scene whose JSON already holds all requested modes is not recomputed.
+    Writes `<out>/<dataset>/{scenes/*.json, metrics.json, results.md, plots/*.png}`.
+    """
+    from tqdm import tqdm
+
+    from da3_jax.eval import report
+
+    modes = check_modes(modes)
+    if fusion not in ("points", "tsdf"):
+        raise ValueError(f"fusion: expected 'points' or 'tsdf', got {fusion!r}")
+    reader = _get_reader(dataset)
+    all_scenes = list(_reader_call(reader, "list_scenes")(data_dir))
+    if scenes:
+        missing = [s for s in scenes if s not in all_scenes]
+        if missing:
+            raise ValueError(f"scenes: {missing} not found under {data_dir}")
+        all_scenes = [s for s in all_scenes if s in scenes]
+    if not all_scenes:
+        raise ValueError(f"data_dir: no {dataset} scenes found under {data_dir!r}")
+    load = _reader_call(reader, "load_scene")
+    per_scene = {}
+    for scene in tqdm(all_scenes, desc=f"{dataset}", disable=not progress):
+        path = scene_json_path(out_dir, dataset, scene)
+        done = {}
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                done = json.load(f)
+        todo = [m for m in modes if m not in done.get("metrics", {})]
+        if todo:
+            record = load(data_dir, scene, max_frames, seed)
+            res = evaluate_scene(record, predict, todo, fusion=fusion, depth_align=depth_align)
+            errors = {k: v for k, v in res.items() if k.endswith("_errors")}
+            done = {"dataset": dataset, "scene": scene, "num_views": record.num_views,
+                    "metrics": {**done.get("metrics", {}),
+                                **{k: v for k, v in res.items() if k in MODES}},
+                    "errors": {**done.get("errors", {}), **errors}}
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(done, f, indent=2)
+        per_scene[scene] = done
+    return report.write_reports(out_dir, dataset, per_scene, modes, plots=plots)

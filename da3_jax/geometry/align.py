@@ -1,0 +1,395 @@
+"""Alignment: Sim(3) (Umeyama, RANSAC), depth scale/shift fits, scene-scale normalisation.
+
+All functions are pure JAX, batched over leading dims, jit/vmap-able and float32-safe (data are
+centred before second moments are formed). Random choices come from an explicit PRNG ``key``
+(default ``PRNGKey(0)``), so results are deterministic for a given key.
+
+Conventions: a Sim(3) ``(s, R, t)`` maps points ``x -> s R x + t``; extrinsics are w2c.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from da3_jax.geometry.cameras import _check_extrinsics, points_from_depth
+from da3_jax.geometry.checks import (
+    check_batch_compatible,
+    check_finite,
+    check_trailing_shape,
+)
+
+__all__ = [
+    "umeyama",
+    "ransac_umeyama",
+    "apply_sim3",
+    "transform_w2c_sim3",
+    "fit_scale",
+    "fit_scale_shift",
+    "ransac_scale_shift",
+    "normalize_scene_scale",
+]
+
+_TINY = 1e-12
+
+
+def _weights(mask, shape, dtype):
+    if mask is None:
+        return jnp.ones(shape, dtype)
+    return jnp.broadcast_to(jnp.asarray(mask).astype(dtype), shape)
+
+
+def umeyama(src: jnp.ndarray, dst: jnp.ndarray, with_scale: bool = True, weights=None):
+    """Least-squares similarity ``dst ~ s R src + t`` (Umeyama 1991).
+
+    Args:
+      src, dst: ``[..., N, 3]`` corresponding points (N >= 3, not all collinear).
+      with_scale: estimate ``s``; otherwise ``s = 1`` (rigid, SE(3)).
+      weights: optional ``[..., N]`` non-negative weights (a boolean mask works); zero-weight
+        points are ignored.
+
+    Returns:
+      ``s [...]``, ``R [..., 3, 3]`` (proper rotation, det +1), ``t [..., 3]``.
+    """
+    b_s = check_trailing_shape(src, "src", (None, 3))
+    b_d = check_trailing_shape(dst, "dst", (None, 3))
+    check_batch_compatible(src=src.shape[:-1], dst=dst.shape[:-1])
+    batch = check_batch_compatible(src=b_s, dst=b_d)
+    check_finite(src, "src")
+    check_finite(dst, "dst")
+    src = jnp.asarray(src, jnp.float32)
+    dst = jnp.asarray(dst, jnp.float32)
+    n = max(src.shape[-2], dst.shape[-2])
+    w = _weights(weights, batch + (n,), jnp.float32)
+    wsum = jnp.maximum(jnp.sum(w, axis=-1), _TINY)
+    mu_s = jnp.einsum("...n,...ni->...i", w, src) / wsum[..., None]
+    mu_d = jnp.einsum("...n,...ni->...i", w, dst) / wsum[..., None]
+    xs = src - mu_s[..., None, :]
+    xd = dst - mu_d[..., None, :]
+    cov = jnp.einsum("...n,...ni,...nj->...ij", w, xd, xs) / wsum[..., None, None]
+    u, d, vt = jnp.linalg.svd(cov)
+    sign = jnp.sign(jnp.linalg.det(u) * jnp.linalg.det(vt))
+    sign = jnp.where(sign == 0, 1.0, sign)
+    diag = jnp.stack([jnp.ones_like(sign), jnp.ones_like(sign), sign], axis=-1)
+    rot = u @ (diag[..., :, None] * vt)
+    if with_scale:
+        var_s = jnp.einsum("...n,...ni,...ni->...", w, xs, xs) / wsum
+        s = jnp.sum(d * diag, axis=-1) / jnp.maximum(var_s, _TINY)
+    else:
+        s = jnp.ones(batch, jnp.float32)
+    t = mu_d - s[..., None] * jnp.einsum("...ij,...j->...i", rot, mu_s)
+    return s, rot, t
+
+
+def apply_sim3(points: jnp.ndarray, s, rot, t) -> jnp.ndarray:
+    """``s R x + t`` for points ``[..., N, 3]`` and a Sim(3) with batch dims ``[...]``."""
+    check_trailing_shape(points, "points", (None, 3))
+    return s[..., None, None] * jnp.einsum("...ij,...nj->...ni", rot, points) + t[..., None, :]
+
+
+def transform_w2c_sim3(extrinsics_w2c: jnp.ndarray, s, rot, t) -> jnp.ndarray:
+    """Re-express w2c cameras ``[..., N, 3|4, 4]`` in a world mapped by ``x' = s R x + t``.
+
+    The camera frame is scaled with the world (depth maps must be multiplied by ``s``):
+    ``w2c' = [R_c R^T | s t_c - R_c R^T t]``; camera centres map as ``C' = s R C + t``.
+    Sim(3) batch dims ``[...]`` broadcast against the cameras' leading dims (N is extra).
+    """
+    _check_extrinsics(extrinsics_w2c, "extrinsics_w2c")
+    ext = jnp.asarray(extrinsics_w2c)
+    s = jnp.asarray(s)[..., None]
+    rot = jnp.asarray(rot)[..., None, :, :]
+    t = jnp.asarray(t)[..., None, :]
+    r_c = ext[..., :3, :3]
+    r_new = r_c @ jnp.swapaxes(rot, -1, -2)
+    t_new = s[..., None] * ext[..., :3, 3] - jnp.einsum("...ij,...j->...i", r_new, t)
+    out = jnp.concatenate([r_new, t_new[..., None]], axis=-1)
+    if ext.shape[-2] == 4:
+        out = jnp.concatenate([out, jnp.broadcast_to(ext[..., 3:, :], out.shape[:-2] + (1, 4))], -2)
+    return out
+
+
+def _masked_median(x, mask):
+    """Median (lower) of ``x [..., M]`` over ``mask``; +inf where the mask is empty."""
+    xs = jnp.sort(jnp.where(mask, x, jnp.inf), axis=-1)
+    k = jnp.maximum(jnp.sum(mask, axis=-1) - 1, 0) // 2
+    return jnp.take_along_axis(xs, k[..., None], axis=-1)[..., 0]
+
+
+def _draw_valid(key, valid, n_iter: int, k: int):
+    """``[n_iter, k]`` indices of distinct valid entries of ``valid [M]`` (M >= k valid assumed)."""
+    order = jnp.argsort(~valid)  # valid entries first (stable)
+    n_valid = jnp.maximum(jnp.sum(valid), k)
+    u = jax.random.uniform(key, (n_iter, valid.shape[0]))
+    # rank of a random priority restricted to the first n_valid slots -> k distinct slots
+    pos = jnp.arange(valid.shape[0])
+    u = jnp.where(pos[None, :] < n_valid, u, 2.0)
+    _, slots = jax.lax.top_k(-u, k)
+    return order[slots]
+
+
+def _ransac_umeyama_single(key, src, dst, valid, n_iter, sample_size, thr, with_scale):
+    idx = _draw_valid(key, valid, n_iter, sample_size)
+    s, rot, t = umeyama(src[idx], dst[idx], with_scale)  # [n_iter]
+    err = jnp.linalg.norm(apply_sim3(src[None], s, rot, t) - dst[None], axis=-1)  # [n_iter, N]
+    scale = jnp.sqrt(jnp.sum(valid * jnp.sum((dst - jnp.mean(dst, 0)) ** 2, -1)) / jnp.sum(valid))
+    floor = 1e-5 * scale + 1e-12
+    if thr is None:
+        med = _masked_median(err, valid[None])
+        best = jnp.argmin(med)
+        thr_v = jnp.maximum(3.0 * med[best], floor)
+    else:
+        thr_v = jnp.asarray(thr, jnp.float32)
+        inl = (err <= thr_v) & valid[None]
+        cnt = jnp.sum(inl, -1)
+        mean_err = jnp.sum(jnp.where(inl, err, 0.0), -1) / jnp.maximum(cnt, 1)
+        # most inliers, ties broken by smaller mean inlier error
+        best = jnp.lexsort((mean_err, -cnt))[0]
+    inl = (err[best] <= thr_v) & valid
+    for _ in range(2):  # refit on inliers, re-select with the refined model
+        s_b, r_b, t_b = umeyama(src, dst, with_scale, weights=inl)
+        res = jnp.linalg.norm(apply_sim3(src[None], s_b, r_b, t_b)[0] - dst, axis=-1)
+        inl = (res <= thr_v) & valid
+    s_b, r_b, t_b = umeyama(src, dst, with_scale, weights=inl)
+    return s_b, r_b, t_b, inl
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
+def _ransac_umeyama_batched(key, src, dst, valid, n_iter, sample_size, thr, with_scale):
+    keys = jax.random.split(key, src.shape[0])
+    fn = lambda k, a, b, v: _ransac_umeyama_single(
+        k, a, b, v, n_iter, sample_size, thr, with_scale
+    )
+    return jax.vmap(fn)(keys, src, dst, valid)
+
+
+def ransac_umeyama(
+    src: jnp.ndarray,
+    dst: jnp.ndarray,
+    key=None,
+    *,
+    mask=None,
+    n_iter: int = 100,
+    sample_size: int = 3,
+    inlier_threshold: float | None = None,
+    with_scale: bool = True,
+):
+    """Robust Sim(3) ``dst ~ s R src + t`` for point sets such as camera centres.
+
+    Hypotheses from ``n_iter`` random minimal samples (``sample_size`` distinct valid points).
+
+    * ``inlier_threshold=None`` (default): least-median-of-squares selection; the hypothesis
+      with the smallest median residual wins and inliers are residuals ``<= 3 x`` that median
+      (floored at ``1e-5 x`` the spread of ``dst``). Tolerates up to ~50 % outliers.
+    * explicit threshold (units of ``dst``): most inliers win, ties by smaller mean inlier
+      error (the scoring of the official ``_ransac_align_sim3``).
+
+    The winner is refitted on its inliers, inliers are re-selected with the refit model, twice,
+    then a final Umeyama fit on the inliers is returned.
+
+    Args:
+      src, dst: ``[..., N, 3]``; mask: optional ``[..., N]`` bool of usable points;
+      key: PRNG key (default ``PRNGKey(0)``).
+
+    Returns:
+      ``s [...]``, ``R [..., 3, 3]``, ``t [..., 3]``, ``inliers [..., N]`` bool.
+    """
+    b_s = check_trailing_shape(src, "src", (None, 3))
+    b_d = check_trailing_shape(dst, "dst", (None, 3))
+    batch = check_batch_compatible(src=b_s, dst=b_d)
+    if src.shape[-2] != dst.shape[-2]:
+        raise ValueError(f"src, dst: expected the same number of points, got {src.shape[-2]} "
+                         f"and {dst.shape[-2]}")
+    n = src.shape[-2]
+    if n < sample_size:
+        raise ValueError(f"src: expected at least sample_size={sample_size} points, got {n}")
+    check_finite(src, "src")
+    check_finite(dst, "dst")
+    key = jax.random.PRNGKey(0) if key is None else key
+    src = jnp.broadcast_to(jnp.asarray(src, jnp.float32), batch + (n, 3)).reshape(-1, n, 3)
+    dst = jnp.broadcast_to(jnp.asarray(dst, jnp.float32), batch + (n, 3)).reshape(-1, n, 3)
+    valid = jnp.broadcast_to(_weights(mask, batch + (n,), jnp.bool_), batch + (n,)).reshape(-1, n)
+    thr = None if inlier_threshold is None else float(inlier_threshold)
+    s, rot, t, inl = _ransac_umeyama_batched(
+        key, src, dst, valid, int(n_iter), int(sample_size), thr, bool(with_scale)
+    )
+    return (s.reshape(batch), rot.reshape(batch + (3, 3)), t.reshape(batch + (3,)),
+            inl.reshape(batch + (n,)))
+
+
+def _prep_maps(pred, target, mask, axis):
+    check_batch_compatible(pred=pred.shape, target=target.shape)
+    pred = jnp.asarray(pred, jnp.float32)
+    target = jnp.asarray(target, jnp.float32)
+    shape = jnp.broadcast_shapes(pred.shape, target.shape)
+    w = _weights(mask, shape, jnp.float32)
+    finite = jnp.isfinite(pred) & jnp.isfinite(target)
+    w = jnp.where(finite, w, 0.0)
+    pred = jnp.where(finite, pred, 0.0)
+    target = jnp.where(finite, target, 0.0)
+    axis = tuple(a % len(shape) for a in axis)
+    return pred, target, w, axis
+
+
+def fit_scale(pred, target, mask=None, axis=(-2, -1)):
+    """Least-squares scale ``s = <pred, target>_m / <pred, pred>_m`` (no shift).
+
+    As the official nested-model metric alignment. ``mask`` (bool or weights) broadcasts with
+    ``pred``/``target``; non-finite entries are ignored. Reduces over ``axis`` (default the
+    last two, i.e. per ``[H, W]`` map). Returns ``s`` (0 where the masked ``<pred, pred>`` is 0).
+    """
+    pred, target, w, axis = _prep_maps(pred, target, mask, axis)
+    num = jnp.sum(w * pred * target, axis=axis)
+    den = jnp.sum(w * pred * pred, axis=axis)
+    return jnp.where(den > _TINY, num / jnp.maximum(den, _TINY), 0.0)
+
+
+def fit_scale_shift(pred, target, mask=None, axis=(-2, -1)):
+    """Weighted least squares ``min_{s,b} sum m (s pred + b - target)^2``.
+
+    Args:
+      pred, target: broadcastable arrays, e.g. ``[..., H, W]``; non-finite entries ignored.
+      mask: bool mask or non-negative weights broadcasting with them (None = all ones).
+      axis: axes reduced (default ``(-2, -1)``: one fit per map).
+
+    Returns:
+      ``(s, b)`` with the remaining (batch) shape. Degenerate cases: constant ``pred`` over the
+      mask gives ``s = 0, b = mean(target)``; an empty mask gives ``s = 0, b = 0``.
+    """
+    pred, target, w, axis = _prep_maps(pred, target, mask, axis)
+    wsum = jnp.sum(w, axis=axis, keepdims=True)
+    safe = jnp.maximum(wsum, _TINY)
+    mp = jnp.sum(w * pred, axis=axis, keepdims=True) / safe
+    mt = jnp.sum(w * target, axis=axis, keepdims=True) / safe
+    dp = pred - mp
+    num = jnp.sum(w * dp * (target - mt), axis=axis)
+    den = jnp.sum(w * dp * dp, axis=axis)
+    s = jnp.where(den > _TINY, num / jnp.maximum(den, _TINY), 0.0)
+    b = jnp.squeeze(mt, axis) - s * jnp.squeeze(mp, axis)
+    return s, b
+
+
+def _ransac_ss_single(key, p, t, valid, n_iter, thr):
+    idx = _draw_valid(key, valid, n_iter, 2)
+    p2, t2 = p[idx], t[idx]  # [n_iter, 2]
+    dp = p2[:, 1] - p2[:, 0]
+    s = jnp.where(jnp.abs(dp) > _TINY, (t2[:, 1] - t2[:, 0]) / jnp.where(dp == 0, 1.0, dp), 0.0)
+    b = t2[:, 0] - s * p2[:, 0]
+    res = jnp.abs(s[:, None] * p[None] + b[:, None] - t[None])  # [n_iter, M]
+    floor = 1e-5 * jnp.sum(valid * jnp.abs(t)) / jnp.maximum(jnp.sum(valid), 1) + 1e-12
+    if thr is None:
+        med = _masked_median(res, valid[None])
+        best = jnp.argmin(med)
+        thr_v = jnp.maximum(3.0 * 1.4826 * med[best], floor)
+    else:
+        thr_v = jnp.asarray(thr, jnp.float32)
+        best = jnp.argmax(jnp.sum((res <= thr_v) & valid[None], -1))
+    inl = (res[best] <= thr_v) & valid
+    for _ in range(2):
+        s_b, b_b = fit_scale_shift(p, t, inl, axis=(-1,))
+        inl = (jnp.abs(s_b * p + b_b - t) <= thr_v) & valid
+    s_b, b_b = fit_scale_shift(p, t, inl, axis=(-1,))
+    return s_b, b_b, inl
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _ransac_ss_batched(key, p, t, valid, n_iter, thr):
+    keys = jax.random.split(key, p.shape[0])
+    fn = lambda k, a, c, v: _ransac_ss_single(k, a, c, v, n_iter, thr)
+    return jax.vmap(fn)(keys, p, t, valid)
+
+
+def ransac_scale_shift(
+    pred, target, mask=None, key=None, *, n_iter: int = 100, threshold: float | None = None
+):
+    """Robust scale/shift ``target ~ s pred + b`` per ``[H, W]`` map (last two axes).
+
+    Hypotheses from ``n_iter`` random pairs of valid pixels. ``threshold=None``: least-median
+    selection and inliers ``|r| <= 3 x 1.4826 x median|r|`` (floored at ``1e-5 x mean|target|``);
+    otherwise most inliers with ``|r| <= threshold`` (target units). The winner is refitted on its
+    inliers with :func:`fit_scale_shift` (inliers re-selected twice). Valid pixels: ``mask`` and
+    finite ``pred``/``target``; at least 2 are needed.
+
+    Args:
+      pred, target: ``[..., H, W]``; mask: optional bool ``[..., H, W]``;
+      key: PRNG key (default ``PRNGKey(0)``).
+
+    Returns:
+      ``s [...]``, ``b [...]``, ``inliers [..., H, W]`` bool.
+    """
+    b_p = check_trailing_shape(pred, "pred", (None, None))
+    b_t = check_trailing_shape(target, "target", (None, None))
+    if pred.shape[-2:] != target.shape[-2:]:
+        raise ValueError(f"pred, target: expected equal [H, W], got {pred.shape}, {target.shape}")
+    batch = check_batch_compatible(pred=b_p, target=b_t)
+    hw = pred.shape[-2:]
+    m = hw[0] * hw[1]
+    key = jax.random.PRNGKey(0) if key is None else key
+    p = jnp.broadcast_to(jnp.asarray(pred, jnp.float32), batch + hw).reshape(-1, m)
+    t = jnp.broadcast_to(jnp.asarray(target, jnp.float32), batch + hw).reshape(-1, m)
+    valid = _weights(mask, batch + hw, jnp.bool_).reshape(-1, m)
+    valid = valid & jnp.isfinite(p) & jnp.isfinite(t)
+    p = jnp.where(valid, p, 0.0)
+    t = jnp.where(valid, t, 0.0)
+    thr = None if threshold is None else float(threshold)
+    s, b, inl = _ransac_ss_batched(key, p, t, valid, int(n_iter), thr)
+    return s.reshape(batch), b.reshape(batch), inl.reshape(batch + hw)
+
+
+def normalize_scene_scale(
+    depth: jnp.ndarray,
+    extrinsics_w2c: jnp.ndarray,
+    intrinsics: jnp.ndarray,
+    mask=None,
+    ref_index: int = 0,
+    pixel_center: float = 0.5,
+):
+    """Express a scene in its reference camera's frame at unit mean point distance.
+
+    Per scene (views on axis -3 of ``depth``):
+
+    1. unproject every valid pixel (``mask & depth > 0 & finite``) to world points;
+    2. map them into the frame of view ``ref_index`` (``X_ref = w2c_ref X_world``);
+    3. ``mean_norm`` = mean L2 norm of all those points (all views, all valid pixels);
+       ``scale = 1 / mean_norm`` (1 when there is no valid point).
+
+    Args:
+      depth: ``[..., N, H, W]`` z-depth; extrinsics_w2c: ``[..., N, 3|4, 4]``;
+      intrinsics: ``[..., N, 3, 3]`` (pixels of the ``H x W`` maps); mask: optional bool
+      ``[..., N, H, W]``; pixel_center: pixel sampling offset (see ``cameras``).
+
+    Returns:
+      ``depth_n [..., N, H, W] = scale * depth`` (invalid pixels unchanged, times scale),
+      ``w2c_n [..., N, 3, 4] = [R_i R_ref^T | scale * (t_i - R_i R_ref^T t_ref)]`` (w2c in the
+      reference frame, so ``w2c_n[ref] = [I | 0]``), and ``scale [...]``.
+    """
+    b_d = check_trailing_shape(depth, "depth", (None, None, None))
+    b_e = _check_extrinsics(extrinsics_w2c, "extrinsics_w2c")
+    b_k = check_trailing_shape(intrinsics, "intrinsics", (3, 3))
+    check_batch_compatible(depth=b_d, extrinsics_w2c=b_e, intrinsics=b_k)
+    if b_e[-1] != depth.shape[-3] or b_e[-1] == 0:
+        raise ValueError(
+            f"extrinsics_w2c: expected {depth.shape[-3]} views to match depth {depth.shape}, "
+            f"got {extrinsics_w2c.shape}"
+        )
+    n_views = depth.shape[-3]
+    if not -n_views <= ref_index < n_views:
+        raise ValueError(f"ref_index: expected in [-{n_views}, {n_views}), got {ref_index}")
+    depth = jnp.asarray(depth, jnp.float32)
+    ext = jnp.asarray(extrinsics_w2c, jnp.float32)[..., :3, :]
+    valid = _weights(mask, depth.shape, jnp.bool_) & jnp.isfinite(depth) & (depth > 0)
+    safe_depth = jnp.where(valid, depth, 0.0)
+    pts = points_from_depth(safe_depth, ext, intrinsics, pixel_center=pixel_center)
+    r_ref = ext[..., ref_index, :3, :3]  # [..., 3, 3]
+    t_ref = ext[..., ref_index, :3, 3]  # [..., 3]
+    pts_ref = jnp.einsum("...ij,...vhwj->...vhwi", r_ref, pts) + t_ref[..., None, None, None, :]
+    norm = jnp.linalg.norm(pts_ref, axis=-1)
+    cnt = jnp.sum(valid, axis=(-3, -2, -1))
+    mean_norm = jnp.sum(jnp.where(valid, norm, 0.0), axis=(-3, -2, -1)) / jnp.maximum(cnt, 1)
+    scale = jnp.where((cnt > 0) & (mean_norm > _TINY), 1.0 / jnp.maximum(mean_norm, _TINY), 1.0)
+    rel = ext[..., :3, :3] @ jnp.swapaxes(r_ref, -1, -2)[..., None, :, :]  # R_i R_ref^T
+    t_rel = ext[..., :3, 3] - jnp.einsum("...vij,...j->...vi", rel, t_ref)
+    w2c_n = jnp.concatenate([rel, (scale[..., None, None] * t_rel)[..., None]], axis=-1)
+    return depth * scale[..., None, None, None], w2c_n, scale
+

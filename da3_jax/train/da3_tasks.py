@@ -1,0 +1,95 @@
+"""The two DA3 training tasks: the monocular teacher and the multi-view student.
+
+Model: ``da3_jax.model.DA3(get_config(config.model.name) + config.model.overrides)``.
+  * teacher: the same network run on single views (N = 1); its depth head is DA3's exponential
+    parameterisation ``depth = exp(x)``; loss ``losses.ssi_exp_depth_loss`` on raw depth (relative
+    depth: only the affine-invariant shape is supervised). Camera modules are disabled by the
+    teacher configs (``cam_enc = cam_dec = False``).
+  * student: multi-view; targets normalised per scene in view 0's frame
+    (``targets.make_targets``); loss ``losses.da3_loss``; ``ref_view_strategy='first'``.
+Eval hook: ``evaluate.evaluate_records`` on ``config.data.eval`` records (student only).
+"""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+
+from da3_jax.model import DA3, get_config
+from da3_jax.train import losses, targets
+from da3_jax.train.tasks import Task
+
+
+def model_config(config) -> ml_collections.ConfigDict:
+    """The model ConfigDict: the named DA3 config with ``config.model.overrides`` applied."""
+    mc = get_config(config.model.name)
+    for k, v in dict(config.model.get("overrides", {})).items():
+        mc[k] = tuple(v) if isinstance(v, list) else v
+    return mc
+
+
+def build_model(config) -> DA3:
+    return DA3(model_config(config))
+
+
+def _init_fn(model):
+    def init_params(rng, batch):
+        return model.init(rng, batch["images"][:1])["params"]
+
+    return init_params
+
+
+def _iter_fn(config):
+    """Fresh checkpointable iterator over ``config.data.train_sources`` (array_record files).
+
+    Batches come from ``data_pipelines.pipeline`` (``config.data.pipeline`` = its
+    ``PipelineConfig`` fields; ``batch_size`` and ``seed`` come from the top-level config).
+    """
+    from data_pipelines import pipeline
+    from data_pipelines.sources import ArrayRecordSceneSource
+
+    d = config.data
+    pcfg = dict(d.pipeline)
+    pcfg.update(batch_size=int(config.batch_size), seed=int(config.seed))
+
+    def make():
+        sources = [ArrayRecordSceneSource(p) for p in d.train_sources]
+        weights = list(d.weights) if d.get("weights") else None
+        return pipeline.make_train_iterator(pcfg, sources, weights)
+
+    return make
+
+
+def teacher_task(config) -> Task:
+    model = build_model(config)
+
+    def loss_fn(params, batch, rng):
+        del rng
+        out = model.apply({"params": params}, batch["images"], ref_view_strategy="first")
+        loss = losses.ssi_exp_depth_loss(out["depth"], batch["depth"], batch["valid"])
+        return loss, {"loss_ssi": loss}
+
+    return Task(_init_fn(model), loss_fn, _iter_fn(config))
+
+
+def student_task(config) -> Task:
+    model = build_model(config)
+    weights = losses.LossWeights.from_config(config.loss)
+
+    def loss_fn(params, batch, rng):
+        del rng
+        out = model.apply({"params": params}, batch["images"], ref_view_strategy="first")
+        tgt = targets.make_targets(batch, out["ray"].shape[-3:-1])
+        return losses.da3_loss(out, tgt, weights)
+
+    eval_fn = None
+    if config.data.get("eval_sources"):
+        from da3_jax.train import evaluate
+
+        records = evaluate.load_records(list(config.data.eval_sources))
+        predict = jax.jit(lambda p, x: model.apply({"params": p}, x, ref_view_strategy="first"))
+
+        def eval_fn(params):
+            return evaluate.evaluate_records(lambda x: predict(params, x), records)["mean"]
+
+    return Task(_init_fn(model), loss_fn, _iter_fn(config), eval_fn)

@@ -1,0 +1,62 @@
+"""The jitted train step: loss + grads, non-finite guard, optimizer update, EMA.
+
+``loss_fn(params, batch, rng) -> (loss, metrics)`` is supplied by the task (student / teacher,
+see ``tasks.py``); ``metrics`` is a flat dict of scalar loss terms. The step never applies a
+non-finite update: if the loss or the gradient norm is NaN/Inf, params, optimizer state and EMA
+are kept, the counters in the state are bumped, and ``step`` still advances (the batch was
+consumed, so a resume replays exactly the same data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from da3_jax.train.state import TrainState
+
+
+def make_train_step(
+    loss_fn: Callable, tx: optax.GradientTransformation, schedule: Callable, ema_decay: float = 0.0
+) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """Returns ``train_step(state, batch) -> (state, metrics)``, jitted, donating ``state``."""
+
+    def train_step(state: TrainState, batch: dict):
+        rng, sub = jax.random.split(state.rng)
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, batch, sub
+        )
+        gnorm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+        grads = jax.tree.map(lambda g: jnp.where(finite, g, jnp.zeros_like(g)), grads)
+        updates, new_opt = tx.update(grads, state.opt_state, state.params)
+        new_params = optax.apply_updates(state.params, updates)
+
+        def keep(new, old):
+            return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+        params = keep(new_params, state.params)
+        opt_state = keep(new_opt, state.opt_state)
+        ema = state.ema_params
+        if ema is not None:
+            ema = keep(optax.incremental_update(params, ema, 1.0 - ema_decay), ema)
+        run = jnp.where(finite, 0, state.nonfinite_run + 1).astype(jnp.int32)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=params,
+            opt_state=opt_state,
+            rng=rng,
+            ema_params=ema,
+            nonfinite_run=run,
+            nonfinite_max_run=jnp.maximum(state.nonfinite_max_run, run),
+            nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32),
+        )
+        metrics = dict(metrics)
+        metrics.update(
+            loss=loss, grad_norm=gnorm, lr=schedule(state.step), skipped=(~finite).astype(jnp.float32)
+        )
+        return new_state, metrics
+
+    return jax.jit(train_step, donate_argnums=(0,))

@@ -1,0 +1,37 @@
+"""Launcher: ``python -m experiments.main --config=experiments/configs/tiny_cpu.py --workdir=DIR``.
+
+Any config field can be overridden on the command line (``--config.optim.lr=3e-4``) and config
+files accept a sweep argument after ``:`` (``--config=...student_da3_base.py:views=8``). The
+resolved config is written to ``<workdir>/config.json`` before training starts. With
+``config.multihost=True`` the process calls ``jax.distributed.initialize()`` first (TPU pod
+slices need no arguments; multi-node GPU reads the coordinator from the usual env variables).
+Re-running the same command resumes from the latest finalised checkpoint in the workdir.
+
+``config.task`` picks the job: ``teacher`` / ``student`` (training, ``da3_jax.train.loop``) or
+``pseudo_label`` (``da3_jax.train.pseudo_label``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from experiments.launch import run
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (checkpoints, logs, config).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    result = run(_CONFIG.value, _WORKDIR.value)
+    if isinstance(result, dict):
+        print(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    app.run(main)
