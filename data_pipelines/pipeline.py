@@ -200,8 +200,6 @@ class _SceneBatches(grain.MapDataset):
 def assemble_batch(items: Sequence[tuple[int, SceneRecord]], cfg: PipelineConfig,
                    rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Resize/crop, jitter, normalise and stack records that all have the same view count."""
-    from da3_jax import geometry
-
     b, n = len(items), items[0][1].num_views
     h, w = cfg.image_hw
     images = np.empty((b, n, h, w, 3), np.uint8)
@@ -221,9 +219,7 @@ def assemble_batch(items: Sequence[tuple[int, SceneRecord]], cfg: PipelineConfig
     extrinsics = np.stack([rec.extrinsics for _, rec in items]).astype(np.float64)
     if cfg.reference_frame:
         # w2c_i' = w2c_i @ c2w_ref (4x4), so the reference camera becomes [I | 0].
-        with transforms.on_cpu():
-            ref_c2w = np.asarray(geometry.to_homogeneous(geometry.w2c_to_c2w(
-                extrinsics[:, :1].astype(np.float32))), np.float64)
+        ref_c2w = transforms.reference_c2w(extrinsics[:, :1])
         homog = np.concatenate([extrinsics, np.broadcast_to([0.0, 0.0, 0.0, 1.0],
                                                             (b, n, 1, 4))], axis=-2)
         extrinsics = (homog @ ref_c2w)[..., :3, :]
@@ -243,10 +239,7 @@ def assemble_batch(items: Sequence[tuple[int, SceneRecord]], cfg: PipelineConfig
         "source": np.array([k for k, _ in items], np.int32),
     }
     if cfg.ray_maps:
-        with transforms.on_cpu():
-            origins, dirs = geometry.camera_rays(batch["extrinsics"], batch["intrinsics"],
-                                                 (h, w), pixel_center=0.5)
-            batch["ray"] = np.concatenate([np.asarray(dirs), np.asarray(origins)], axis=-1)
+        batch["ray"] = transforms.ray_maps(batch["extrinsics"], batch["intrinsics"], (h, w))
     _check_finite(batch)
     return batch
 
@@ -300,6 +293,12 @@ def make_dataset(config, sources=None, weights=None) -> grain.IterDataset:
     ds = batches.to_iter_dataset(grain.ReadOptions(num_threads=cfg.num_threads,
                                                    prefetch_buffer_size=cfg.prefetch_buffer_size))
     if cfg.num_workers > 0:
+        from absl import flags
+
+        # Grain's worker pool reads absl flags; outside absl.app (scripts, tests) nobody parsed
+        # them, so use their defaults.
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=cfg.num_workers, per_worker_buffer_size=cfg.worker_buffer_size),
             worker_init_fn=_worker_init)

@@ -2,32 +2,28 @@
 
 A `SceneRecord` holds N views of one scene (a short clip, an orbit, a stereo pair, ...):
 
-| field        | dtype / shape          | meaning                                                        |
-| ------------ | ---------------------- | -------------------------------------------------------------- |
-| `images`     | uint8 `[N, H, W, 3]`   | RGB, 0..255.                                                   |
-| `depth`      | float32 `[N, H, W]`    | z-depth in the camera frame (NOT range along the ray). Metres   |
-|              |                        | when `is_metric`, arbitrary but scene-consistent units else.   |
-|              |                        | 0 where there is no depth (invalid); never NaN/inf/negative.   |
-| `valid`      | bool `[N, H, W]`       | True where `depth` is a usable target. `valid` implies          |
-|              |                        | `depth > 0`; `depth == 0` implies not valid. Sky/background and |
-|              |                        | holes are False.                                                |
-| `intrinsics` | float32 `[N, 3, 3]`    | K in pixels of *this* record's images, pixel-edge convention:   |
-|              |                        | pixel (row i, col j) covers [j, j+1) x [i, i+1) and its centre  |
-|              |                        | is at (j + 0.5, i + 0.5). So a ray through the centre of pixel  |
-|              |                        | (i, j) is K^-1 [j + 0.5, i + 0.5, 1], and resizing by (sx, sy) |
-|              |                        | is exactly K' = diag(sx, sy, 1) K                               |
-|              |                        | (`da3_jax.geometry.rescale_intrinsics`). Last row [0, 0, 1].    |
-| `extrinsics` | float32 `[N, 3, 4]`    | world-to-camera [R | t] (x_cam = R x_world + t), OpenCV camera  |
-|              |                        | axes: x right, y down, z forward. Same units as `depth`.        |
-| `dataset`    | str                    | source dataset name, e.g. 'synthetic', 'eth3d'.                 |
-| `scene_id`   | str                    | unique within `dataset`.                                        |
-| `is_metric`  | bool                   | depth/translation in metres (True) or up to one scene scale.    |
-| `depth_kind` | str                    | one of `DEPTH_KINDS`: 'dense_gt' (renderer, synthetic GT),      |
-|              |                        | 'sparse_gt' (LiDAR/SfM/sensor, holes), 'pseudo_label' (teacher  |
-|              |                        | depth aligned to sparse GT).                                    |
-| `provenance` | dict or None           | JSON-serialisable extra facts. Pseudo-labels store at least     |
-|              |                        | `teacher_checkpoint` (str) and per image `inliers` (list[int]), |
-|              |                        | `residual` (list[float]); readers may add file names, etc.      |
+- `images`      uint8 [N, H, W, 3]: RGB, 0..255.
+- `depth`       float32 [N, H, W]: z-depth in the camera frame (NOT range along the ray);
+                metres when `is_metric`, else arbitrary but scene-consistent units. 0 where
+                there is no depth (invalid); never NaN, inf or negative.
+- `valid`       bool [N, H, W]: True where `depth` is a usable target. `valid` implies
+                `depth > 0`; `depth == 0` implies not valid. Sky/background/holes are False.
+- `intrinsics`  float32 [N, 3, 3]: K in pixels of *this* record's images, pixel-edge
+                convention: pixel (row i, col j) covers [j, j+1) x [i, i+1), its centre is
+                (j + 0.5, i + 0.5), so the ray through that centre is K^-1 [j + 0.5, i + 0.5, 1]
+                and resizing by (sx, sy) is exactly K' = diag(sx, sy, 1) K
+                (`da3_jax.geometry.rescale_intrinsics`). Last row [0, 0, 1].
+- `extrinsics`  float32 [N, 3, 4]: world-to-camera [R | t] (x_cam = R x_world + t), OpenCV
+                camera axes (x right, y down, z forward); translation in `depth`'s units.
+- `dataset`     str: source dataset name, e.g. 'synthetic', 'eth3d'.
+- `scene_id`    str: unique within `dataset`.
+- `is_metric`   bool: depth/translation in metres (True) or up to one per-scene scale.
+- `depth_kind`  str, one of `DEPTH_KINDS`: 'dense_gt' (renderer / synthetic GT), 'sparse_gt'
+                (LiDAR, SfM, depth sensor: holes), 'pseudo_label' (teacher depth aligned to
+                sparse GT).
+- `provenance`  dict or None, JSON-serialisable. Pseudo-labels store at least
+                `teacher_checkpoint` (str) and per image `inliers` (list[int]) and `residual`
+                (list[float]); readers may add source file names etc.
 
 `SceneRecord.validate()` raises `ValueError` naming the field for wrong shapes/dtypes, NaN/inf or
 negative depth, `valid` where depth is 0, non-finite or non-rigid poses, and singular K.
@@ -101,7 +97,8 @@ class SceneRecord:
         for name, dtype in _ARRAY_FIELDS.items():
             value = getattr(self, name)
             if not isinstance(value, np.ndarray):
-                raise ValueError(f"{where}: field '{name}' must be a numpy array, got {type(value)}")
+                raise ValueError(f"{where}: field '{name}' must be a numpy array, "
+                                 f"got {type(value)}")
             if value.dtype != dtype:
                 raise ValueError(
                     f"{where}: field '{name}' must have dtype {np.dtype(dtype).name}, "
@@ -160,7 +157,8 @@ class SceneRecord:
             try:
                 json.dumps(self.provenance)
             except TypeError as e:
-                raise ValueError(f"{where}: field 'provenance' is not JSON-serialisable: {e}") from e
+                raise ValueError(
+                    f"{where}: field 'provenance' is not JSON-serialisable: {e}") from e
         return self
 
     def select_views(self, idx) -> SceneRecord:

@@ -81,6 +81,20 @@ def apply_plan(plan: ResizeCropPlan, image: np.ndarray, depth: np.ndarray, valid
     return np.ascontiguousarray(img), d, m
 
 
+def reference_c2w(w2c: np.ndarray) -> np.ndarray:
+    """c2w [..., 4, 4] float64 of w2c [..., 3, 4] (via da3_jax.geometry, on the CPU)."""
+    with on_cpu():
+        return np.asarray(_jitted("ref_c2w")(np.asarray(w2c, np.float32)), np.float64)
+
+
+def ray_maps(w2c: np.ndarray, intrinsics: np.ndarray, hw) -> np.ndarray:
+    """[..., h, w, 6] = [direction, origin] of da3_jax.geometry.camera_rays at pixel centres."""
+    with on_cpu():
+        origins, dirs = _jitted("rays")(np.asarray(w2c, np.float32),
+                                        np.asarray(intrinsics, np.float32), tuple(hw))
+    return np.concatenate([np.asarray(dirs), np.asarray(origins)], axis=-1)
+
+
 @contextlib.contextmanager
 def on_cpu():
     """Runs da3_jax.geometry calls of the host pipeline on the CPU backend."""
@@ -97,9 +111,26 @@ def plan_intrinsics(intrinsics: np.ndarray, in_hw: np.ndarray, plans) -> np.ndar
     x0 = np.array([p.x0 for p in plans], np.float32)
     y0 = np.array([p.y0 for p in plans], np.float32)
     with on_cpu():
-        k = geometry.rescale_intrinsics(np.asarray(intrinsics, np.float32), sx, sy)
-        k = geometry.crop_intrinsics(k, x0, y0)
+        k = _jitted("intrinsics")(np.asarray(intrinsics, np.float32), sx, sy, x0, y0)
     return np.asarray(k, np.float32)
+
+
+_JITTED = {}
+
+
+def _jitted(name: str):
+    """jax.jit of the host-side geometry helpers (one dispatch instead of ~20 eager ops)."""
+    if name not in _JITTED:
+        import jax
+
+        fns = {
+            "intrinsics": lambda k, sx, sy, x0, y0: geometry.crop_intrinsics(
+                geometry.rescale_intrinsics(k, sx, sy), x0, y0),
+            "ref_c2w": lambda w2c: geometry.to_homogeneous(geometry.w2c_to_c2w(w2c)),
+            "rays": lambda w2c, k, hw: geometry.camera_rays(w2c, k, hw, pixel_center=0.5),
+        }
+        _JITTED[name] = jax.jit(fns[name], static_argnums=(2,) if name == "rays" else ())
+    return _JITTED[name]
 
 
 def color_jitter(images: np.ndarray, rng: np.random.Generator, brightness: float = 0.2,

@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m da3_jax.convert", description=__doc__)
     parser.add_argument("--checkpoint", required=True, help="official model.safetensors")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--name", default=None, choices=NAMES, help="variant (default: config.json)")
+    parser.add_argument(
+        "--name", default=None, choices=NAMES, help="variant (default: from config.json)"
+    )
     args = parser.parse_args(argv)
     try:
         config, params = load_official(args.checkpoint, args.name)

@@ -14,8 +14,9 @@ Pose AUC protocol (official `compute_pose` in `depth_anything_3/bench/utils.py`,
 2. For every unordered pair i < j (lexicographic, like `torch.combinations`) form the relative
    pose inv(P_i) @ P_j.
 3. Rotation error = arccos(1 - 2 (1 - <q_gt, q_pred>^2)) with 1 - <q_gt, q_pred>^2 clamped to
-   >= 1e-15. For unit quaternions <q_gt, q_pred>^2 = (1 + tr(R_gt^T R_pred)) / 4 (the squared
-   scalar part of the quaternion of R_gt^T R_pred), which is what is evaluated; q's sign drops out.
+   >= 1e-15; quaternions from `da3_jax.geometry.rotmat_to_quat` (the official `mat_to_quat`
+   algorithm, run in float64; not renormalised, so slightly non-orthonormal rotations, e.g.
+   float32 model outputs, give the official numbers too). q's sign drops out.
 4. Translation error = angle between the relative translations normalised with (norm + 1e-15),
    arccos(sqrt(1 - clamp(1 - <t_gt, t_pred>^2, 1e-15))), sign ambiguity removed with
    min(theta, |180 - theta|); a non-finite angle becomes 1e6 rad, as in the official code.
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from da3_jax.eval import recon
+from da3_jax.eval._jax import bucket, geometry_fn, x64
 from da3_jax.eval.recon import (  # noqa: F401  (re-exported public names)
     align_cameras_sim3,
     point_cloud_metrics,
@@ -62,13 +63,24 @@ def _as_w2c44(poses, name: str) -> np.ndarray:
 
 
 def _se3_inverse(p: np.ndarray) -> np.ndarray:
-    """Closed-form inverse of rigid `[..., 4, 4]` transforms (official `closed_form_inverse_se3`)."""
+    """Closed-form inverse of rigid `[..., 4, 4]` (official `closed_form_inverse_se3`)."""
     rt = np.swapaxes(p[..., :3, :3], -1, -2)
     out = np.zeros_like(p)
     out[..., :3, :3] = rt
     out[..., :3, 3] = -np.einsum("...ij,...j->...i", rt, p[..., :3, 3])
     out[..., 3, 3] = 1.0
     return out
+
+
+def _quaternions64(*rotmats: np.ndarray) -> list[np.ndarray]:
+    """`geometry.rotmat_to_quat` in float64 of `[P, 3, 3]` stacks (padded to a bucket size)."""
+    p = rotmats[0].shape[0]
+    stack = np.tile(np.eye(3), (len(rotmats) * bucket(p, 64), 1, 1))
+    for i, r in enumerate(rotmats):
+        stack[i * (len(stack) // len(rotmats)):][:p] = r
+    with x64():
+        q = np.asarray(geometry_fn("rotmat_to_quat")(stack), np.float64)
+    return [q[i * (len(q) // len(rotmats)):][:p] for i in range(len(rotmats))]
 
 
 def relative_pose_errors(pred_w2c, gt_w2c) -> dict:
@@ -91,8 +103,8 @@ def relative_pose_errors(pred_w2c, gt_w2c) -> dict:
     rel_gt = _se3_inverse(gt[i1]) @ gt[i2]
     rel_pred = _se3_inverse(pred[i1]) @ pred[i2]
 
-    trace = np.einsum("pij,pij->p", rel_gt[:, :3, :3], rel_pred[:, :3, :3])
-    loss_q = np.maximum(1.0 - (1.0 + trace) / 4.0, _EPS)
+    q_gt, q_pred = _quaternions64(rel_gt[:, :3, :3], rel_pred[:, :3, :3])
+    loss_q = np.maximum(1.0 - np.sum(q_gt * q_pred, axis=1) ** 2, _EPS)
     rot_err = np.degrees(np.arccos(np.clip(1.0 - 2.0 * loss_q, -1.0, 1.0)))
 
     t_gt = rel_gt[:, :3, 3]
@@ -155,10 +167,8 @@ def pose_auc(pred_w2c, gt_w2c, thresholds=DEFAULT_THRESHOLDS) -> dict:
 
 def _fit_scale_shift64(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """Least-squares (s, b) minimising sum_mask (s * pred + b - gt)^2, via `da3_jax.geometry`."""
-    from da3_jax import geometry
-
-    with recon.x64():
-        s, b = geometry.fit_scale_shift(pred, gt, mask)
+    with x64():
+        s, b = geometry_fn("fit_scale_shift")(pred, gt, mask)
         return float(np.asarray(s)), float(np.asarray(b))
 
 
@@ -209,14 +219,14 @@ def depth_metrics(pred, gt, mask=None, align: str = "none", min_depth: float = 1
                          "[H, W] or [N, H, W]")
     if align not in DEPTH_ALIGNMENTS:
         raise ValueError(f"align: expected one of {DEPTH_ALIGNMENTS}, got {align!r}")
-    if pred.ndim == 2:
-        pred, gt = pred[None], gt[None]
     valid = np.isfinite(gt) & (gt > 0)
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
-        if mask.shape != valid.shape and mask.reshape(valid.shape).shape != valid.shape:
+        if mask.shape != gt.shape:
             raise ValueError(f"mask: expected shape {gt.shape}, got {mask.shape}")
-        valid &= mask.reshape(valid.shape)
+        valid &= mask
+    if pred.ndim == 2:
+        pred, gt, valid = pred[None], gt[None], valid[None]
     if not np.all(np.isfinite(pred[valid])):
         raise ValueError("pred: non-finite predicted depth at valid ground-truth pixels")
 

@@ -33,30 +33,12 @@ importable. Units are the GT's (metres for the benchmark datasets).
 
 from __future__ import annotations
 
-import contextlib
-import functools
+import os
 
 import numpy as np
 from scipy.spatial import cKDTree
 
-
-def x64():
-    """Context enabling float64 in JAX (`jax.enable_x64`) where this jax has it."""
-    import jax
-
-    ctx = getattr(jax, "enable_x64", None)
-    return ctx(True) if ctx is not None else contextlib.nullcontext()
-
-
-@functools.lru_cache(maxsize=None)
-def _jitted(name: str):
-    """`jax.jit` of a `da3_jax.geometry` function (one compile per shape, not per primitive)."""
-    import jax
-
-    from da3_jax import geometry
-
-    static = {"umeyama": ("with_scale",), "points_from_depth": ("pixel_center",)}[name]
-    return jax.jit(getattr(geometry, name), static_argnames=static)
+from da3_jax.eval._jax import bucket, geometry_fn, x64
 
 
 def _umeyama64(src: np.ndarray, dst: np.ndarray, weights=None
@@ -64,13 +46,16 @@ def _umeyama64(src: np.ndarray, dst: np.ndarray, weights=None
     """(s, R, t) with dst ~= s R src + t over the points with weight 1 (`geometry.umeyama`).
 
     A subset is passed as a 0/1 weight mask over all points (the weighted means and covariance
-    equal the subset's), so every call has the same shape and compiles once.
+    equal the subset's), and the arrays are zero-padded (weight 0) to `bucket(N)` points, so
+    calls share a few compiled shapes.
     """
-    src = np.asarray(src, np.float64)
-    w = np.ones(src.shape[0]) if weights is None else np.asarray(weights, np.float64)
+    n = np.shape(src)[0]
+    m = bucket(n)
+    src_p, dst_p, w = np.zeros((m, 3)), np.zeros((m, 3)), np.zeros(m)
+    src_p[:n], dst_p[:n] = src, dst
+    w[:n] = 1.0 if weights is None else np.asarray(weights, np.float64)
     with x64():
-        s, r, t = _jitted("umeyama")(src, np.asarray(dst, np.float64), with_scale=True,
-                                     weights=w)
+        s, r, t = geometry_fn("umeyama")(src_p, dst_p, with_scale=True, weights=w)
         return float(np.asarray(s)), np.asarray(r, np.float64), np.asarray(t, np.float64)
 
 
@@ -212,7 +197,7 @@ def resize_depth_nearest(depth, intrinsics, hw) -> tuple[np.ndarray, np.ndarray]
 
     from da3_jax import geometry
 
-    depth = np.asarray(depth, np.float32)
+    depth = np.asarray(depth, np.float64)
     h0, w0 = depth.shape[-2:]
     h, w = int(hw[0]), int(hw[1])
     if (h0, w0) == (h, w):
@@ -225,14 +210,12 @@ def resize_depth_nearest(depth, intrinsics, hw) -> tuple[np.ndarray, np.ndarray]
 
 def scene_points(depth, w2c, intrinsics, mask=None) -> np.ndarray:
     """World points `[P, 3]` (float64) of all views' pixels with depth > 0 (and mask)."""
-    from da3_jax import geometry
-
     depth = np.asarray(depth, np.float64)
     keep = np.isfinite(depth) & (depth > 0)
     if mask is not None:
         keep &= np.asarray(mask, bool)
     with x64():
-        pts = np.asarray(_jitted("points_from_depth")(np.where(keep, depth, 0.0),
+        pts = np.asarray(geometry_fn("points_from_depth")(np.where(keep, depth, 0.0),
                                                       np.asarray(w2c, np.float64),
                                                       np.asarray(intrinsics, np.float64),
                                                       pixel_center=0.5))
@@ -286,6 +269,31 @@ def reconstruction_metrics(pred_depth, pred_w2c, pred_intrinsics, gt_depth, gt_w
     out = point_cloud_metrics(pred_pts, gt_points, threshold=threshold, down_sample=down_sample)
     out["scale"] = float(fused["scale"])
     return out
+
+
+def load_gt_points(provenance, num_points: int = 1_000_000, seed: int = 42):
+    """The benchmark's GT cloud named in a record's provenance, or None when absent.
+
+    `provenance['gt_pcd']`: a PLY point cloud (HiRoom `fused_pcd`), read with plyfile;
+    `provenance['gt_mesh']`: a PLY mesh (ETH3D, 7Scenes, ScanNet++), `num_points` sampled
+    uniformly on its surface (trimesh, fixed seed; the official samples 1M points with Open3D).
+    Returns float64 `[P, 3]`.
+    """
+    prov = provenance or {}
+    path = prov.get("gt_pcd")
+    if path and os.path.isfile(path):
+        from plyfile import PlyData
+
+        v = PlyData.read(path)["vertex"]
+        return np.stack([np.asarray(v[c], np.float64) for c in ("x", "y", "z")], axis=1)
+    path = prov.get("gt_mesh")
+    if path and os.path.isfile(path):
+        import trimesh
+
+        mesh = trimesh.load(path, force="mesh")
+        pts, _ = trimesh.sample.sample_surface(mesh, num_points, seed=seed)
+        return np.asarray(pts, np.float64)
+    return None
 
 
 def tsdf_points(depth, images, w2c, intrinsics, voxel_length: float, sdf_trunc: float,

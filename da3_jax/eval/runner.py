@@ -89,8 +89,12 @@ def evaluate_predictions(pred: Mapping, gt: Mapping, depth_align: str = "median"
 
 
 def evaluate_scene(record, predict: Predictor, modes: Sequence[str], fusion: str = "points",
-                   depth_align: str = "median") -> dict:
+                   depth_align: str = "median", gt_cloud: str = "auto") -> dict:
     """All requested modes for one `SceneRecord`.
+
+    `gt_cloud`: reconstruction reference. 'auto' = the benchmark's GT point cloud / mesh named
+    in `record.provenance` (`recon.load_gt_points`) when the file exists, else the GT depth
+    unprojected with the GT cameras; 'depth' = always the latter.
 
     Returns:
       {mode: {metric: float}} plus, for 'pose', `pair_err` / `rot_err` / `trans_err` lists
@@ -100,8 +104,11 @@ def evaluate_scene(record, predict: Predictor, modes: Sequence[str], fusion: str
     proto = protocols.protocol(record.dataset)
     n = record.num_views
     gt_depth = np.asarray(record.depth, np.float64)
+    if gt_cloud not in ("auto", "depth"):
+        raise ValueError(f"gt_cloud: expected 'auto' or 'depth', got {gt_cloud!r}")
     preds: dict[str, dict] = {}
     result: dict[str, dict] = {}
+    gt_points = None
     for mode in modes:
         kind = _KIND_OF_MODE[mode]
         if kind not in preds:
@@ -120,18 +127,21 @@ def evaluate_scene(record, predict: Predictor, modes: Sequence[str], fusion: str
         else:
             if not proto["recon"]:
                 continue
+            if gt_points is None and gt_cloud == "auto":
+                gt_points = recon.load_gt_points(record.provenance)
             if fusion == "tsdf":
-                result[mode] = _tsdf_metrics(record, pred, mode, proto)
+                result[mode] = _tsdf_metrics(record, pred, mode, proto, gt_points)
             else:
                 result[mode] = recon.reconstruction_metrics(
                     pred["depth"], pred["extrinsics"], pred["intrinsics"], gt_depth,
                     record.extrinsics, record.intrinsics, record.valid, mode=mode,
-                    threshold=proto["tau"], down_sample=proto["down_sample"])
+                    threshold=proto["tau"], down_sample=proto["down_sample"],
+                    gt_points=gt_points)
     return result
 
 
-def _tsdf_metrics(record, pred: dict, mode: str, proto: dict) -> dict:
-    """Official TSDF-fused variant (needs open3d): both clouds fused from depth."""
+def _tsdf_metrics(record, pred: dict, mode: str, proto: dict, gt_points=None) -> dict:
+    """Official TSDF-fused variant (needs open3d); GT cloud = `gt_points` or fused GT depth."""
     fused = recon.prepare_fusion_inputs(pred["depth"], pred["extrinsics"], pred["intrinsics"],
                                         record.extrinsics, record.intrinsics, record.valid,
                                         mode=mode)
@@ -139,8 +149,9 @@ def _tsdf_metrics(record, pred: dict, mode: str, proto: dict) -> dict:
               max_depth=proto["max_depth"])
     pred_pts = recon.tsdf_points(fused["depth"], record.images, fused["w2c"],
                                  fused["intrinsics"], **kw)
-    gt_pts = recon.tsdf_points(np.where(record.valid, record.depth, 0.0), record.images,
-                               record.extrinsics, record.intrinsics, **kw)
+    gt_pts = gt_points if gt_points is not None else recon.tsdf_points(
+        np.where(record.valid, record.depth, 0.0), record.images, record.extrinsics,
+        record.intrinsics, **kw)
     out = recon.point_cloud_metrics(pred_pts, gt_pts, threshold=proto["tau"],
                                     down_sample=proto["down_sample"])
     out["scale"] = float(fused["scale"])
@@ -170,8 +181,8 @@ def scene_json_path(out_dir: str, dataset: str, scene: str) -> str:
 def run_benchmark(dataset: str, data_dir: str, predict: Predictor, out_dir: str,
                   modes: Sequence[str] = ("pose",), max_frames: int = protocols.MAX_FRAMES,
                   seed: int = protocols.SAMPLE_SEED, scenes: Sequence[str] | None = None,
-                  fusion: str = "points", depth_align: str = "median", plots: bool = True,
-                  progress: bool = True) -> dict:
+                  fusion: str = "points", depth_align: str = "median", gt_cloud: str = "auto",
+                  plots: bool = True, progress: bool = True) -> dict:
     """Evaluate every scene of `dataset` under `data_dir`; returns the aggregate dict.
 
     Resumable: a scene whose JSON already holds all requested modes is not recomputed.
@@ -204,7 +215,8 @@ def run_benchmark(dataset: str, data_dir: str, predict: Predictor, out_dir: str,
         todo = [m for m in modes if m not in done.get("metrics", {})]
         if todo:
             record = load(data_dir, scene, max_frames, seed)
-            res = evaluate_scene(record, predict, todo, fusion=fusion, depth_align=depth_align)
+            res = evaluate_scene(record, predict, todo, fusion=fusion, depth_align=depth_align,
+                                 gt_cloud=gt_cloud)
             errors = {k: v for k, v in res.items() if k.endswith("_errors")}
             done = {"dataset": dataset, "scene": scene, "num_views": record.num_views,
                     "metrics": {**done.get("metrics", {}),

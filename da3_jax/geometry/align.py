@@ -14,11 +14,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from da3_jax.geometry.cameras import _check_extrinsics, points_from_depth
+from da3_jax.geometry.cameras import _CAM_CHECKS, _check_extrinsics, points_from_depth
 from da3_jax.geometry.checks import (
     check_batch_compatible,
     check_finite,
     check_trailing_shape,
+    checked_jit,
 )
 
 __all__ = [
@@ -41,6 +42,7 @@ def _weights(mask, shape, dtype):
     return jnp.broadcast_to(jnp.asarray(mask).astype(dtype), shape)
 
 
+@checked_jit({"src": check_finite, "dst": check_finite}, static_argnames=("with_scale",))
 def umeyama(src: jnp.ndarray, dst: jnp.ndarray, with_scale: bool = True, weights=None):
     """Least-squares similarity ``dst ~ s R src + t`` (Umeyama 1991).
 
@@ -83,12 +85,14 @@ def umeyama(src: jnp.ndarray, dst: jnp.ndarray, with_scale: bool = True, weights
     return s, rot, t
 
 
+@checked_jit({})
 def apply_sim3(points: jnp.ndarray, s, rot, t) -> jnp.ndarray:
     """``s R x + t`` for points ``[..., N, 3]`` and a Sim(3) with batch dims ``[...]``."""
     check_trailing_shape(points, "points", (None, 3))
     return s[..., None, None] * jnp.einsum("...ij,...nj->...ni", rot, points) + t[..., None, :]
 
 
+@checked_jit({"extrinsics_w2c": _check_extrinsics})
 def transform_w2c_sim3(extrinsics_w2c: jnp.ndarray, s, rot, t) -> jnp.ndarray:
     """Re-express w2c cameras ``[..., N, 3|4, 4]`` in a world mapped by ``x' = s R x + t``.
 
@@ -158,9 +162,7 @@ def _ransac_umeyama_single(key, src, dst, valid, n_iter, sample_size, thr, with_
 @functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
 def _ransac_umeyama_batched(key, src, dst, valid, n_iter, sample_size, thr, with_scale):
     keys = jax.random.split(key, src.shape[0])
-    fn = lambda k, a, b, v: _ransac_umeyama_single(
-        k, a, b, v, n_iter, sample_size, thr, with_scale
-    )
+    fn = lambda k, a, b, v: _ransac_umeyama_single(k, a, b, v, n_iter, sample_size, thr, with_scale)
     return jax.vmap(fn)(keys, src, dst, valid)
 
 
@@ -199,8 +201,9 @@ def ransac_umeyama(
     b_d = check_trailing_shape(dst, "dst", (None, 3))
     batch = check_batch_compatible(src=b_s, dst=b_d)
     if src.shape[-2] != dst.shape[-2]:
-        raise ValueError(f"src, dst: expected the same number of points, got {src.shape[-2]} "
-                         f"and {dst.shape[-2]}")
+        raise ValueError(
+            f"src, dst: expected the same number of points, got {src.shape[-2]} and {dst.shape[-2]}"
+        )
     n = src.shape[-2]
     if n < sample_size:
         raise ValueError(f"src: expected at least sample_size={sample_size} points, got {n}")
@@ -214,8 +217,12 @@ def ransac_umeyama(
     s, rot, t, inl = _ransac_umeyama_batched(
         key, src, dst, valid, int(n_iter), int(sample_size), thr, bool(with_scale)
     )
-    return (s.reshape(batch), rot.reshape(batch + (3, 3)), t.reshape(batch + (3,)),
-            inl.reshape(batch + (n,)))
+    return (
+        s.reshape(batch),
+        rot.reshape(batch + (3, 3)),
+        t.reshape(batch + (3,)),
+        inl.reshape(batch + (n,)),
+    )
 
 
 def _prep_maps(pred, target, mask, axis):
@@ -232,6 +239,7 @@ def _prep_maps(pred, target, mask, axis):
     return pred, target, w, axis
 
 
+@checked_jit({}, static_argnames=("axis",))
 def fit_scale(pred, target, mask=None, axis=(-2, -1)):
     """Least-squares scale ``s = <pred, target>_m / <pred, pred>_m`` (no shift).
 
@@ -245,6 +253,7 @@ def fit_scale(pred, target, mask=None, axis=(-2, -1)):
     return jnp.where(den > _TINY, num / jnp.maximum(den, _TINY), 0.0)
 
 
+@checked_jit({}, static_argnames=("axis",))
 def fit_scale_shift(pred, target, mask=None, axis=(-2, -1)):
     """Weighted least squares ``min_{s,b} sum m (s pred + b - target)^2``.
 
@@ -337,6 +346,7 @@ def ransac_scale_shift(
     return s.reshape(batch), b.reshape(batch), inl.reshape(batch + hw)
 
 
+@checked_jit(_CAM_CHECKS, static_argnames=("ref_index", "pixel_center"))
 def normalize_scene_scale(
     depth: jnp.ndarray,
     extrinsics_w2c: jnp.ndarray,
@@ -392,4 +402,3 @@ def normalize_scene_scale(
     t_rel = ext[..., :3, 3] - jnp.einsum("...vij,...j->...vi", rel, t_ref)
     w2c_n = jnp.concatenate([rel, (scale[..., None, None] * t_rel)[..., None]], axis=-1)
     return depth * scale[..., None, None, None], w2c_n, scale
-

@@ -36,6 +36,7 @@ from da3_jax.geometry.checks import (
     check_image_hw,
     check_intrinsics,
     check_trailing_shape,
+    checked_jit,
 )
 
 __all__ = [
@@ -62,6 +63,10 @@ def _check_extrinsics(ext, name: str) -> tuple[int, ...]:
     return shape
 
 
+_CAM_CHECKS = {"extrinsics_w2c": _check_extrinsics, "intrinsics": check_intrinsics}
+
+
+@checked_jit({"extrinsics": _check_extrinsics})
 def to_homogeneous(extrinsics: jnp.ndarray) -> jnp.ndarray:
     """``[..., 3, 4]`` rigid transform -> ``[..., 4, 4]`` with last row ``[0, 0, 0, 1]``.
 
@@ -87,6 +92,7 @@ def _rigid_inverse(ext: jnp.ndarray) -> jnp.ndarray:
     return top
 
 
+@checked_jit({"extrinsics_w2c": _check_extrinsics})
 def w2c_to_c2w(extrinsics_w2c: jnp.ndarray) -> jnp.ndarray:
     """Invert a rigid w2c ``[..., 3|4, 4]`` to c2w of the same shape: ``[R^T | -R^T t]``.
 
@@ -96,12 +102,14 @@ def w2c_to_c2w(extrinsics_w2c: jnp.ndarray) -> jnp.ndarray:
     return _rigid_inverse(jnp.asarray(extrinsics_w2c))
 
 
+@checked_jit({"extrinsics_c2w": _check_extrinsics})
 def c2w_to_w2c(extrinsics_c2w: jnp.ndarray) -> jnp.ndarray:
     """Invert a rigid c2w ``[..., 3|4, 4]`` to w2c of the same shape (see :func:`w2c_to_c2w`)."""
     _check_extrinsics(extrinsics_c2w, "extrinsics_c2w")
     return _rigid_inverse(jnp.asarray(extrinsics_c2w))
 
 
+@checked_jit({"extrinsics_w2c": _check_extrinsics})
 def camera_center(extrinsics_w2c: jnp.ndarray) -> jnp.ndarray:
     """Camera centre in world ``C = -R^T t``, ``[..., 3]``, from w2c ``[..., 3|4, 4]``."""
     _check_extrinsics(extrinsics_w2c, "extrinsics_w2c")
@@ -110,6 +118,7 @@ def camera_center(extrinsics_w2c: jnp.ndarray) -> jnp.ndarray:
     return -jnp.einsum("...ji,...j->...i", rot, ext[..., :3, 3])
 
 
+@checked_jit({"intrinsics": check_intrinsics})
 def invert_intrinsics(intrinsics: jnp.ndarray) -> jnp.ndarray:
     """Closed-form inverse of upper-triangular pinhole ``K [..., 3, 3]`` (skew allowed)."""
     check_intrinsics(intrinsics, "intrinsics")
@@ -126,6 +135,7 @@ def invert_intrinsics(intrinsics: jnp.ndarray) -> jnp.ndarray:
     return jnp.stack(rows, axis=-2)
 
 
+@checked_jit({"intrinsics": check_intrinsics})
 def rescale_intrinsics(intrinsics: jnp.ndarray, sx, sy) -> jnp.ndarray:
     """Intrinsics after resizing the image by factors ``(sx, sy)``: ``diag(sx, sy, 1) @ K``.
 
@@ -142,6 +152,7 @@ def rescale_intrinsics(intrinsics: jnp.ndarray, sx, sy) -> jnp.ndarray:
     return k * scale[..., :, None]
 
 
+@checked_jit({"intrinsics": check_intrinsics})
 def crop_intrinsics(intrinsics: jnp.ndarray, x0, y0) -> jnp.ndarray:
     """Intrinsics after cropping the image at top-left corner ``(x0, y0)`` pixels.
 
@@ -155,6 +166,7 @@ def crop_intrinsics(intrinsics: jnp.ndarray, x0, y0) -> jnp.ndarray:
     return k.at[..., 1, 2].add(-y0)
 
 
+@checked_jit({}, static_argnames=("hw", "pixel_center", "dtype"))
 def pixel_grid(hw, pixel_center: float = 0.5, dtype=jnp.float32) -> jnp.ndarray:
     """Homogeneous pixel coordinates ``[h, w, 3] = (j + pixel_center, i + pixel_center, 1)``."""
     h, w = check_image_hw(hw, "hw")
@@ -171,6 +183,7 @@ def _batch_of_camera(extrinsics_w2c, intrinsics) -> tuple[int, ...]:
     return check_batch_compatible(extrinsics_w2c=b_ext, intrinsics=b_k)
 
 
+@checked_jit(_CAM_CHECKS, static_argnames=("hw", "pixel_center"))
 def camera_rays(
     extrinsics_w2c: jnp.ndarray,
     intrinsics: jnp.ndarray,
@@ -207,6 +220,7 @@ def camera_rays(
     return origins, dirs
 
 
+@checked_jit({})
 def points_from_depth_rays(
     depth: jnp.ndarray, origins: jnp.ndarray, directions: jnp.ndarray
 ) -> jnp.ndarray:
@@ -225,6 +239,7 @@ def points_from_depth_rays(
     return origins + depth[..., None] * directions
 
 
+@checked_jit(_CAM_CHECKS, static_argnames=("pixel_center",))
 def points_from_depth(
     depth: jnp.ndarray,
     extrinsics_w2c: jnp.ndarray,
@@ -248,6 +263,7 @@ def points_from_depth(
     return points_from_depth_rays(depth, origins, dirs)
 
 
+@checked_jit(_CAM_CHECKS)
 def project(
     points: jnp.ndarray, extrinsics_w2c: jnp.ndarray, intrinsics: jnp.ndarray
 ) -> tuple[jnp.ndarray, jnp.ndarray]:

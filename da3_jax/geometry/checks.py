@@ -15,7 +15,9 @@ Every error names the argument and what was expected.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import inspect
+from collections.abc import Callable, Sequence
 
 import jax
 import numpy as np
@@ -27,6 +29,7 @@ __all__ = [
     "check_finite",
     "check_intrinsics",
     "is_concrete",
+    "checked_jit",
 ]
 
 
@@ -114,3 +117,44 @@ def check_intrinsics(intrinsics, name: str = "intrinsics"):
         if np.any(np.abs(np.linalg.det(k)) <= 1e-12):
             raise ValueError(f"{name}: singular intrinsics (det K == 0)")
     return intrinsics
+
+
+def _hashable_static(value):
+    if isinstance(value, (list, np.ndarray, jax.Array)):
+        return tuple(np.asarray(value).tolist())
+    return value
+
+
+def checked_jit(
+    value_checks: dict[str, Callable] | None = None, static_argnames: Sequence[str] = ()
+):
+    """Decorator: run value checks on concrete arguments, then call the function under ``jit``.
+
+    ``value_checks`` maps argument names to ``checker(value, name)`` (e.g. :func:`check_finite`);
+    they run eagerly before tracing (so they see concrete values in eager calls and are no-ops
+    on tracers). Shape checks inside the function still raise at trace time. Static arguments
+    given as lists/arrays are converted to tuples. Eager calls thus compile once per shape
+    instead of op by op; calls from inside ``jit``/``vmap`` simply inline.
+    """
+    value_checks = value_checks or {}
+    static_argnames = tuple(static_argnames)
+
+    def deco(fn):
+        sig = inspect.signature(fn)
+        jitted = jax.jit(fn, static_argnames=static_argnames)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            bound = sig.bind(*args, **kwargs)
+            for name, checker in value_checks.items():
+                value = bound.arguments.get(name)
+                if value is not None:
+                    checker(value, name)
+            for name in static_argnames:
+                if name in bound.arguments:
+                    bound.arguments[name] = _hashable_static(bound.arguments[name])
+            return jitted(*bound.args, **bound.kwargs)
+
+        return wrapper
+
+    return deco

@@ -25,6 +25,7 @@ from da3_jax.geometry.checks import (
     check_image_hw,
     check_intrinsics,
     check_trailing_shape,
+    checked_jit,
 )
 from da3_jax.geometry.rotation import quat_to_rotmat, rotmat_to_quat
 
@@ -33,6 +34,10 @@ __all__ = ["encode_pose", "decode_pose", "FOV_TAN_FLOOR"]
 FOV_TAN_FLOOR = 1e-6  # official clamp of tan(fov / 2) when decoding focal lengths
 
 
+@checked_jit(
+    {"extrinsics_w2c": _check_extrinsics, "intrinsics": check_intrinsics},
+    static_argnames=("image_hw",),
+)
 def encode_pose(extrinsics_w2c: jnp.ndarray, intrinsics: jnp.ndarray, image_hw) -> jnp.ndarray:
     """Encode cameras as the official 9-number pose encoding.
 
@@ -58,6 +63,7 @@ def encode_pose(extrinsics_w2c: jnp.ndarray, intrinsics: jnp.ndarray, image_hw) 
     return jnp.concatenate([t, q, fov_h[..., None], fov_w[..., None]], axis=-1)
 
 
+@checked_jit({"pose_enc": check_finite}, static_argnames=("image_hw",))
 def decode_pose(pose_enc: jnp.ndarray, image_hw) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Decode the 9-number pose encoding.
 

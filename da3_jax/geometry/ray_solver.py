@@ -258,7 +258,15 @@ def rays_to_camera(
     static_argnames=("image_hw", "method", "reproj_threshold", "max_inliers", "views_per_step"),
 )
 def _rays_to_camera_core(
-    ray, conf, key, sample_table, *, image_hw, method, reproj_threshold, max_inliers,
+    ray,
+    conf,
+    key,
+    sample_table,
+    *,
+    image_hw,
+    method,
+    reproj_threshold,
+    max_inliers,
     views_per_step,
 ):
     """Jitted solver on flattened views: ``ray [V, h, w, 6]``, ``conf [V, h, w]``."""

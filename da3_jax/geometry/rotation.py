@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from da3_jax.geometry.checks import check_trailing_shape
+from da3_jax.geometry.checks import check_finite, check_trailing_shape, checked_jit
 
 __all__ = [
     "quat_to_rotmat",
@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 
+@checked_jit({"q_xyzw": check_finite})
 def quat_to_rotmat(q_xyzw: jnp.ndarray) -> jnp.ndarray:
     """Quaternion ``[..., 4]`` (xyzw, need not be unit) -> rotation matrix ``[..., 3, 3]``.
 
@@ -58,12 +59,14 @@ def _sqrt_positive_part(x: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
 
 
+@checked_jit({"q_xyzw": check_finite})
 def standardize_quaternion(q_xyzw: jnp.ndarray) -> jnp.ndarray:
     """Flip the sign of ``[..., 4]`` xyzw quaternions whose real part ``w`` is negative."""
     check_trailing_shape(q_xyzw, "q_xyzw", (4,))
     return jnp.where(q_xyzw[..., 3:4] < 0, -q_xyzw, q_xyzw)
 
 
+@checked_jit({"rotmat": check_finite})
 def rotmat_to_quat(rotmat: jnp.ndarray) -> jnp.ndarray:
     """Rotation matrix ``[..., 3, 3]`` -> unit quaternion ``[..., 4]`` (xyzw, ``w >= 0``).
 
@@ -105,6 +108,7 @@ def rotmat_to_quat(rotmat: jnp.ndarray) -> jnp.ndarray:
     return standardize_quaternion(q_xyzw)
 
 
+@checked_jit({"rot1": check_finite, "rot2": check_finite})
 def relative_rotation_angle(rot1: jnp.ndarray, rot2: jnp.ndarray) -> jnp.ndarray:
     """Geodesic angle (radians, in [0, pi]) between rotations ``[..., 3, 3]``.
 

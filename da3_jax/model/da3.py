@@ -81,27 +81,24 @@ class DA3(nn.Module):
         images = images.astype(jnp.float32)
 
         cam_token = None
-        if extrinsics is not None and cfg.cam_enc:
-            cam_token = CameraEnc(
+        if cfg.cam_enc and (extrinsics is not None or self.is_initializing()):
+            cam_enc = CameraEnc(
                 cfg.embed_dim,
                 num_heads=cfg.cam_enc_heads,
                 depth=cfg.cam_enc_depth,
                 mlp_ratio=cfg.mlp_ratio,
                 attention_impl=cfg.attention_impl,
                 name="cam_enc",
-            )(extrinsics, intrinsics, (h, w))
-        elif self.is_initializing() and cfg.cam_enc:
-            # Create the encoder's params even when init is called without cameras.
-            eye = jnp.broadcast_to(jnp.eye(4)[:3], (b, n, 3, 4))
-            k = jnp.broadcast_to(jnp.array([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1.0]]), (b, n, 3, 3))
-            CameraEnc(
-                cfg.embed_dim,
-                num_heads=cfg.cam_enc_heads,
-                depth=cfg.cam_enc_depth,
-                mlp_ratio=cfg.mlp_ratio,
-                attention_impl=cfg.attention_impl,
-                name="cam_enc",
-            )(eye, k, (h, w))
+            )
+            if extrinsics is not None:
+                cam_token = cam_enc(extrinsics, intrinsics, (h, w))
+            else:  # init without cameras: still create the encoder's params
+                k = jnp.array([[w, 0, w / 2], [0, w, h / 2], [0, 0, 1.0]])
+                cam_enc(
+                    jnp.broadcast_to(jnp.eye(4)[:3], (b, n, 3, 4)),
+                    jnp.broadcast_to(k, (b, n, 3, 3)),
+                    (h, w),
+                )
 
         feats = Backbone(cfg, name="backbone")(images, cam_token, ref_view_strategy)
         tokens = [f.reshape(b * n, f.shape[2], f.shape[3]) for f, _ in feats]

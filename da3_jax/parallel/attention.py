@@ -72,7 +72,8 @@ def local_impl(impl: str) -> str:
 def _check_inputs(q, k, v, kv_mask):
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
         raise ValueError(
-            f"attention expects q, k, v of rank 4 [B, L, H, Dh]; got {q.shape}, {k.shape}, {v.shape}"
+            "attention expects q, k, v of rank 4 [B, L, H, Dh]; "
+            f"got {q.shape}, {k.shape}, {v.shape}"
         )
     if k.shape != v.shape or q.shape[0] != k.shape[0] or q.shape[2:] != k.shape[2:]:
         raise ValueError(
@@ -132,7 +133,8 @@ def xla_attention(q, k, v, kv_mask=None):
 
 
 def _chunk_kv(k, v, kv_mask, chunk):
-    """Pad Lk to a multiple of ``chunk`` and split: k, v [C, B, chunk, H, Dh], mask [C, B, chunk]."""
+    """Pad Lk to a multiple of ``chunk`` and split into C chunks:
+    k, v [C, B, chunk, H, Dh], mask [C, B, chunk]."""
     b, lk = k.shape[:2]
     n_chunks = -(-lk // chunk)
     pad = n_chunks * chunk - lk

@@ -113,7 +113,8 @@ def to_scanned(params: Mapping, schedule: ScanSchedule, *, at: Sequence[str] = (
         node[prefix_name] = _stack([node.pop(n) for n in names(schedule.prefix)], prefix_name)
     if schedule.pairs:
         node[pairs_name] = {
-            slot: _stack([node.pop(f"blocks_{p[s]}") for p in schedule.pairs], f"{pairs_name}/{slot}")
+            slot: _stack([node.pop(f"blocks_{p[s]}") for p in schedule.pairs],
+                         f"{pairs_name}/{slot}")
             for s, slot in enumerate(PAIR_SLOTS)
         }
     return _replace(params, at, node)

@@ -138,7 +138,10 @@ def view_sharded_attention(
     q, k, v [B, L, H, Dh] with L = N*K view-major; kv_mask bool [B, L] or None; returns
     [B, L, H, Dh]. ``mode``: 'allgather_view' or 'ring_view'. ``mesh``: defaults to the mesh set
     with ``jax.set_mesh``; without one (or with a view axis of size 1) this is plain
-    ``attention_kernel``. L must be divisible by the view-axis size (pad views first).
+    ``attention_kernel``. When L is not divisible by the view-axis size (within-view attention,
+    or views not padded) this also falls back to ``attention_kernel`` under automatic sharding:
+    still exact, but not view-parallel, so pad views (``padded_view_count``) for cross-view
+    attention and prefer ``attention.local_impl(impl)`` for within-view attention.
     """
     if mode not in attn_lib.VIEW_MODES:
         raise ValueError(f"mode must be one of {attn_lib.VIEW_MODES}; got {mode!r}")
@@ -146,13 +149,11 @@ def view_sharded_attention(
     size = view_axis_size(mesh, axis)
     if size == 1:
         return attn_lib.attention_kernel(q, k, v, kv_mask, kernel=kernel)
-    for name, x in (("q", q), ("k", k)):
-        if x.shape[1] % size:
-            raise ValueError(
-                f"{mode}: {name} token axis ({x.shape[1]}) is not divisible by the '{axis}' axis "
-                f"size {size}; pad the views to padded_view_count(N) with pad_views and pass "
-                "kv_mask=view_token_mask(...)"
-            )
+    if q.shape[1] % size or k.shape[1] % size:
+        # Not a view-sharded sequence: within-view attention ([B*N, K, ...], K = 1 + P is odd
+        # for every even-by-even patch grid) or unpadded views. The kernel under the compiler's
+        # automatic sharding is exact here (and for local attention needs no communication).
+        return attn_lib.attention_kernel(q, k, v, kv_mask, kernel=kernel)
     if mode == "allgather_view":
         def local(q, k, v, m):
             return _allgather_local(q, k, v, m, kernel=kernel, axis=axis)

@@ -5,13 +5,14 @@ One small module per format:
 | module        | format                                                                     |
 | ------------- | -------------------------------------------------------------------------- |
 | `colmap`      | COLMAP text/binary model + images (+ dense depth maps / sparse points3D)   |
-| `rgbd`        | 7-Scenes RGB-D sequences, DeepVideoMVS HoloLens clip                       |
+| `rgbd`        | 7-Scenes and TUM RGB-D sequences, DeepVideoMVS HoloLens clip               |
 | `middlebury`  | Middlebury 2014 stereo (PFM disparity + calib.txt), multi-view `*_par.txt` |
 | `hypersim`    | Hypersim (HDF5 distance-to-camera -> z-depth)                              |
 | `tartanair`   | TartanAir (NED poses -> OpenCV)                                            |
 | `arkitscenes` | ARKitScenes raw `lowres_wide` / `lowres_depth` / `.traj`                   |
 | `co3d`        | CO3D v2 (`frame_annotations.jgz`, PyTorch3D NDC cameras -> OpenCV)         |
 | `hiroom`, `eth3d`, `sevenscenes`, `scannetpp`, `dtu64` | the DA3 benchmark layouts         |
+| `convert`     | CLI: any of the above -> record files for `data_pipelines.tfds.real_builder` |
 
 `BENCHMARKS[name]` is a module with `NAME`, `list_scenes(root)`, `list_frames(root, scene)`
 (ordered image paths before sampling) and `load_scene(root, scene, max_frames=None, seed=42)`

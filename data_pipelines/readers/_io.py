@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-import pycolmap
 
+from da3_jax import geometry
 from data_pipelines.record import SceneRecord
 
 PathLike = str | os.PathLike
@@ -140,28 +140,34 @@ def check_pose(pose: np.ndarray, path: str, field: str, tol: float = 1e-3) -> np
     return pose[:3, :4]
 
 
-def rigid_inverse(pose: np.ndarray) -> np.ndarray:
-    """Inverse of rigid ``[..., 3|4, 4]`` transforms as ``[..., 3, 4]`` (c2w <-> w2c), float64.
+def _on_cpu():
+    """Context running ``da3_jax.geometry`` on the CPU backend: data loaders (possibly in
+    worker processes) must never place arrays on an accelerator."""
+    import jax
 
-    NumPy twin of ``da3_jax.geometry`` w2c/c2w conversion, kept here so readers do not need
-    JAX at data-loading time.
-    """
-    pose = np.asarray(pose, np.float64)
-    rot_t = np.swapaxes(pose[..., :3, :3], -1, -2)
-    t = -np.einsum("...ij,...j->...i", rot_t, pose[..., :3, 3])
-    return np.concatenate([rot_t, t[..., None]], axis=-1)
+    return jax.default_device(jax.local_devices(backend="cpu")[0])
+
+
+def c2w_to_w2c(c2w: np.ndarray) -> np.ndarray:
+    """Camera-to-world ``[..., 3|4, 4]`` -> world-to-camera ``[..., 3, 4]`` float64, through
+    ``da3_jax.geometry.c2w_to_w2c`` (float32 on the CPU backend)."""
+    with _on_cpu():
+        out = geometry.c2w_to_w2c(np.asarray(c2w, np.float32)[..., :3, :4])
+    return np.asarray(out, np.float64)
 
 
 def quat_xyzw_to_rotmat(q: np.ndarray) -> np.ndarray:
     """Rotation matrix ``[3, 3]`` of a Hamilton quaternion (x, y, z, w), normalised first.
 
-    Uses ``pycolmap.Rotation3d`` (NumPy-side, no JAX at load time).
+    Through ``da3_jax.geometry.quat_to_rotmat`` (float32 on the CPU backend).
     """
     q = np.asarray(q, np.float64)
     norm = np.linalg.norm(q)
     if q.shape != (4,) or not np.isfinite(norm) or norm < 1e-8:
         raise ValueError(f"quaternion must be 4 finite numbers with non-zero norm, got {q}")
-    return np.asarray(pycolmap.Rotation3d(q / norm).matrix(), np.float64)
+    with _on_cpu():
+        rot = geometry.quat_to_rotmat((q / norm).astype(np.float32))
+    return np.asarray(rot, np.float64)
 
 
 def check_depth(

@@ -68,7 +68,8 @@ def read_arkitscenes(
     video = os.path.basename(os.path.normpath(root))
     base = _frames_dir(root)
     frames = list_frames(root) if frames is None else list(frames)
-    stamps, w2c_all = read_traj(os.path.join(base, "lowres_wide.traj"))
+    traj_path = os.path.join(base, "lowres_wide.traj")
+    stamps, w2c_all = read_traj(traj_path)
     images, depths, ks, exts, files, skipped = [], [], [], [], [], 0
     for t in frames:
         nearest = int(np.argmin(np.abs(stamps - float(t))))
@@ -91,7 +92,8 @@ def read_arkitscenes(
         exts.append(w2c_all[nearest])
         files.append(ipath)
     if not images:
-        raise ValueError(f"pose: no frame of {root!r} has a trajectory sample within {max_dt} s")
+        raise ValueError(f"pose: no frame of {root!r} has a sample in {traj_path!r} within "
+                         f"{max_dt} s")
     return _io.make_record(
         _io.stack_images(images, files),
         np.stack(depths),

@@ -127,7 +127,7 @@ def read_hypersim(
         _io.stack_images(images, files),
         np.stack(depths),
         np.broadcast_to(hypersim_k(*images[0].shape[:2], fov_x), (n, 3, 3)),
-        _io.rigid_inverse(np.stack(c2w)),
+        _io.c2w_to_w2c(np.stack(c2w)),
         dataset="hypersim",
         scene_id=scene_id or f"{os.path.basename(os.path.normpath(root))}/{cam}",
         is_metric=True,

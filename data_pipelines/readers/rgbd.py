@@ -12,6 +12,13 @@ Two layouts:
     ``images/NNNNN.png``, ``depth/NNNNN.png`` (uint16 mm, 0 = invalid), ``K.txt`` (3x3, OpenCV
     pixel-centre convention), ``poses.txt`` (one row-major 4x4 camera-to-world per line) and
     ``frames.txt`` (file name + original line, in pose order).
+  * **TUM RGB-D**: ``rgb.txt`` / ``depth.txt`` ("timestamp file" lines), ``groundtruth.txt``
+    ("timestamp tx ty tz qx qy qz qw": pose of the colour camera's optical centre in the world,
+    camera-to-world, OpenCV optical axes), depth PNG uint16 with 5000 units per metre, 0 =
+    invalid. Each colour frame takes the nearest depth and ground-truth samples within
+    ``max_dt`` (0.02 s, as TUM's ``associate.py``); frames without both are skipped and counted
+    in ``provenance['skipped_unmatched']``. K defaults to the Freiburg-1 calibration
+    (OpenCV pixel-centre convention); its radial distortion is ignored (TUM's ROS default).
 Depth is metric z-depth from a sensor: ``depth_kind='sparse_gt'`` (holes), ``is_metric=True``.
 """
 
@@ -27,6 +34,7 @@ from data_pipelines.readers import _io
 from data_pipelines.record import SceneRecord
 
 SEVEN_SCENES_K = np.array([[585.0, 0.0, 320.0], [0.0, 585.0, 240.0], [0.0, 0.0, 1.0]])
+TUM_FR1_K = np.array([[517.3, 0.0, 318.6], [0.0, 516.5, 255.3], [0.0, 0.0, 1.0]])
 
 
 def load_rgbd_frames(
@@ -40,6 +48,7 @@ def load_rgbd_frames(
     dataset: str,
     scene_id: str,
     depth_kind: str = "sparse_gt",
+    provenance: dict | None = None,
 ) -> SceneRecord:
     """Shared loader: colour + uint16 depth PNG (``metres = value / depth_scale``) + c2w poses.
 
@@ -49,6 +58,8 @@ def load_rgbd_frames(
       invalid_values: raw PNG values that mean "no measurement".
     """
     images, depths = [], []
+    provenance = {"image_files": list(color_paths), "depth_files": list(depth_paths),
+                  **(provenance or {})}
     for cp, dp in zip(color_paths, depth_paths, strict=True):
         img = _io.read_rgb(cp)
         raw = _io.read_png16(dp)
@@ -63,12 +74,12 @@ def load_rgbd_frames(
         _io.stack_images(images, color_paths),
         np.stack(depths),
         ks,
-        _io.rigid_inverse(np.stack([np.asarray(p)[:3] for p in c2w])),
+        _io.c2w_to_w2c(np.stack([np.asarray(p)[:3] for p in c2w])),
         dataset=dataset,
         scene_id=scene_id,
         is_metric=True,
         depth_kind=depth_kind,
-        provenance={"image_files": list(color_paths), "depth_files": list(depth_paths)},
+        provenance=provenance,
     )
 
 
@@ -139,4 +150,60 @@ def read_hololens_clip(root: _io.PathLike, scene_id: str | None = None) -> Scene
         depth_scale=1000.0,
         dataset="hololens",
         scene_id=scene_id or os.path.basename(os.path.normpath(root)),
+    )
+
+
+def _read_stamped_list(path: str, cols: int, field: str) -> list[list[str]]:
+    """TUM list file: non-comment lines with ``cols`` whitespace-separated entries."""
+    path = _io.require_file(path, field)
+    rows = []
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if parts and not parts[0].startswith("#"):
+                if len(parts) != cols:
+                    raise ValueError(f"{field}: {path!r} line {line.strip()!r} must have {cols} "
+                                     "entries")
+                rows.append(parts)
+    if not rows:
+        raise ValueError(f"{field}: {path!r} has no entries")
+    return rows
+
+
+def read_tum_sequence(
+    root: _io.PathLike,
+    k: np.ndarray = TUM_FR1_K,
+    max_dt: float = 0.02,
+    max_frames: int | None = None,
+    scene_id: str | None = None,
+) -> SceneRecord:
+    """Reads a TUM RGB-D sequence folder (see module docstring); ``max_frames`` keeps the first
+    ``max_frames`` associated frames."""
+    root = os.fspath(root)
+    rgb = _read_stamped_list(os.path.join(root, "rgb.txt"), 2, "rgb list")
+    depth = _read_stamped_list(os.path.join(root, "depth.txt"), 2, "depth list")
+    gt_path = os.path.join(root, "groundtruth.txt")
+    gt = np.array(_read_stamped_list(gt_path, 8, "pose"), np.float64)
+    if not np.isfinite(gt).all():
+        raise ValueError(f"pose: {gt_path!r} contains non-finite values")
+    d_t = np.array([float(r[0]) for r in depth])
+    colors, depths, c2w, skipped = [], [], [], 0
+    for t_str, name in rgb:
+        t = float(t_str)
+        i, j = int(np.argmin(np.abs(d_t - t))), int(np.argmin(np.abs(gt[:, 0] - t)))
+        if abs(d_t[i] - t) > max_dt or abs(gt[j, 0] - t) > max_dt:
+            skipped += 1
+            continue
+        pose = np.concatenate([_io.quat_xyzw_to_rotmat(gt[j, 4:8]), gt[j, 1:4, None]], 1)
+        c2w.append(_io.check_pose(pose, gt_path, f"pose at t={gt[j, 0]}"))
+        colors.append(os.path.join(root, name))
+        depths.append(os.path.join(root, depth[i][1]))
+        if max_frames is not None and len(colors) >= max_frames:
+            break
+    if not colors:
+        raise ValueError(f"pose: no frame of {root!r} has depth and ground truth within {max_dt} s")
+    return load_rgbd_frames(
+        colors, depths, c2w, _io.opencv_to_pixel_edge(k), depth_scale=5000.0,
+        dataset="tum", scene_id=scene_id or os.path.basename(os.path.normpath(root)),
+        provenance={"skipped_unmatched": skipped},
     )

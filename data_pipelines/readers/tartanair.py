@@ -84,7 +84,7 @@ def read_tartanair(
         _io.stack_images(images, files),
         np.stack(depths),
         np.broadcast_to(TARTANAIR_K, (n, 3, 3)),
-        _io.rigid_inverse(np.stack(c2w)),
+        _io.c2w_to_w2c(np.stack(c2w)),
         dataset="tartanair",
         scene_id=scene_id or "/".join(os.path.normpath(root).split(os.sep)[-3:]),
         is_metric=True,

@@ -2,8 +2,9 @@
 
 Every primitive lives in its own local frame: x_world = rot @ x_local + center. Rays are given
 in that local frame as one origin `o [3]` (all rays of a view start at the camera centre) and
-directions `d` = three [M] arrays (structure of arrays, fast in NumPy; not normalised; the renderer uses d with camera-z component 1 so that the
-ray parameter t IS the z-depth). Kinds (local frame, `size` = 3 numbers):
+directions `d` = three [M] arrays (structure of arrays: fast in NumPy). Directions are not
+normalised: the renderer uses d with camera-z component 1 so that the ray parameter t IS the
+z-depth. Kinds (local frame, `size` = 3 numbers):
 
 - 'box':      axis-aligned box |x_k| <= size[k]; faces 0..5 = (-x, +x, -y, +y, -z, +z).
 - 'room':     the same box seen from inside (its far wall is hit); used for indoor scenes.

@@ -130,35 +130,42 @@ def shade(scene: Scene, origin: np.ndarray, dirs: np.ndarray, t: np.ndarray, ids
     """Linear RGB [M, 3] in [0, 1]: albedo * (ambient + (1 - ambient) * max(n.l, 0)), sky else."""
     m = dirs.shape[0]
     rgb = np.empty((m, 3), np.float32)
-    miss = ids < 0
-    if miss.any():
+    # Group rays by primitive once (stable sort) instead of one full scan per primitive.
+    order = np.argsort(ids, kind="stable")
+    bounds = np.searchsorted(ids[order], np.arange(-1, len(scene.prims) + 1))
+    miss = order[bounds[0]:bounds[1]]
+    if miss.size:
         dm = dirs[miss]
-        elev = dm[:, 2] / np.linalg.norm(dm, axis=1)
+        elev = dm[:, 2] / np.sqrt(np.einsum("mk,mk->m", dm, dm))
         w = np.clip(0.5 + elev, 0.0, 1.0)[:, None]
         rgb[miss] = scene.sky_bottom * (1 - w) + scene.sky_top * w
+    origin32 = origin.astype(np.float32)
     for i, p in enumerate(scene.prims):
-        idx = np.nonzero(ids == i)[0]
+        idx = order[bounds[i + 1]:bounds[i + 2]]
         if idx.size == 0:
             continue
         d_w = dirs[idx]
-        x_w = origin.astype(np.float32) + t[idx, None] * d_w
+        x_w = origin32 + t[idx, None] * d_w
         x_l = _rowmat(x_w - p.center, p.rot)
         n_l, uv, face = primitives.surface(p, x_l)
         n_w = _rowmat(n_l, p.rot.T)
         # Face the viewer (thin caps and grazing hits can give back-facing normals).
-        flip = np.einsum("mk,mk->m", n_w, d_w) > 0
-        n_w = np.where(flip[:, None], -n_w, n_w)
-        albedo = np.empty((idx.size, 3), np.float32)
-        for f, mat in enumerate(p.materials):
-            sel = face == f
-            if sel.any():
-                albedo[sel] = textures.evaluate(mat, uv[sel])
+        sign = np.where(np.einsum("mk,mk->m", n_w, d_w) > 0, -1.0, 1.0).astype(np.float32)
+        if len(p.materials) == 1:
+            albedo = textures.evaluate(p.materials[0], uv)
+        else:
+            albedo = np.empty((idx.size, 3), np.float32)
+            for f, mat in enumerate(p.materials):
+                sel = np.nonzero(face == f)[0]
+                if sel.size:
+                    albedo[sel] = textures.evaluate(mat, uv[sel])
         if scene.light_pos is not None:
             l_vec = scene.light_pos - x_w
-            l_vec /= np.linalg.norm(l_vec, axis=1, keepdims=True) + 1e-8
+            lam = np.einsum("mk,mk->m", n_w, l_vec) / (
+                np.sqrt(np.einsum("mk,mk->m", l_vec, l_vec)) + 1e-8)
         else:
-            l_vec = np.broadcast_to(scene.light_dir, x_w.shape)
-        lam = np.clip(np.einsum("mk,mk->m", n_w, l_vec), 0.0, 1.0)
+            lam = n_w @ scene.light_dir.astype(np.float32)
+        lam = np.clip(lam * sign, 0.0, 1.0)
         rgb[idx] = albedo * (scene.ambient + (1.0 - scene.ambient) * lam)[:, None]
     return rgb
 

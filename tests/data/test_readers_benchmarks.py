@@ -105,8 +105,8 @@ def test_sevenscenes(tmp_path):
         d.mkdir(parents=True)
         for i, w2c in enumerate(w2cs):
             stem = str(d / f"frame-{i:06d}")
-            cv2.imwrite(stem + ".color.png", S.texture((480, 640), i))
-            mm = np.round(S.plane_depth(k_edge, w2c, (480, 640)) * 1000).astype(np.uint16)
+            cv2.imwrite(stem + ".color.png", S.texture((48, 64), i))
+            mm = np.round(S.plane_depth(k_edge, w2c, (48, 64)) * 1000).astype(np.uint16)
             cv2.imwrite(stem + ".depth.png", mm)
             np.savetxt(stem + ".pose.txt", S.c2w_of(w2c))
     (tmp_path / "7Scenes" / "fire" / "seq-02").mkdir(parents=True)  # wrong sequence: absent

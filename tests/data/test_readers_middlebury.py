@@ -141,3 +141,22 @@ def test_real_temple_ring_projects_object(shared_data):
     good, bad = hull_fraction(rec.extrinsics), hull_fraction(np.roll(rec.extrinsics, 4, 0))
     print(f"temple visual hull: {good:.3f} of the box grid (poses of other views: {bad:.3f})")
     assert good > 0.12 and good > 1.5 * bad
+
+
+def test_multiview_par_layout(tmp_path):
+    from tests.data import readers_scene as S
+
+    w2cs = S.cameras(2)
+    k = np.array([[1520.4, 0, 302.32], [0, 1525.9, 246.87], [0, 0, 1]])
+    lines = ["2"]
+    for i, w2c in enumerate(w2cs):
+        cv2.imwrite(str(tmp_path / f"toySR{i + 1:04d}.png"), S.texture((8, 10), i))
+        vals = [*k.reshape(-1), *w2c[:, :3].reshape(-1), *w2c[:, 3]]
+        lines.append(f"toySR{i + 1:04d}.png " + " ".join(f"{v:.17g}" for v in vals))
+    (tmp_path / "toySR_par.txt").write_text("\n".join(lines) + "\n")
+    rec = middlebury.read_multiview(tmp_path)
+    np.testing.assert_allclose(rec.extrinsics, w2cs, atol=1e-6)
+    np.testing.assert_allclose(rec.intrinsics[0, :2, 2], k[:2, 2] + 0.5)
+    (tmp_path / "toySR_par.txt").write_text("\n".join(lines[:2]) + "\n")
+    with pytest.raises(ValueError, match="toySR_par.txt"):
+        middlebury.read_multiview(tmp_path)

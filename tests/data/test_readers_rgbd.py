@@ -102,3 +102,62 @@ def test_real_hololens_reprojection(shared_data):
                                      wrong.extrinsics[:, :, 3])[..., None]], -1)
     wrong.extrinsics = c2w.astype(np.float32)
     assert _reproject(wrong, 0, 1)[0] > 0.05
+
+
+def test_tum_sequence(tmp_path):
+    from scipy.spatial.transform import Rotation
+
+    (tmp_path / "rgb").mkdir()
+    (tmp_path / "depth").mkdir()
+    k_cv = np.array([[50.0, 0, 31.0], [0, 51.0, 24.0], [0, 0, 1]])
+    k_edge = k_cv + np.array([[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]])
+    w2cs = S.cameras(3)
+    rgb, dep, gt = ["# color images"], ["# depth"], ["# timestamp tx ty tz qx qy qz qw"]
+    for i, w2c in enumerate(w2cs):
+        t = 1305031102.0 + 0.1 * i
+        cv2.imwrite(str(tmp_path / "rgb" / f"{t:.6f}.png"), S.texture(HW, i))
+        d = np.round(S.plane_depth(k_edge, w2c, HW) * 5000).astype(np.uint16)
+        cv2.imwrite(str(tmp_path / "depth" / f"{t + 0.004:.6f}.png"), d)
+        rgb.append(f"{t:.6f} rgb/{t:.6f}.png")
+        dep.append(f"{t + 0.004:.6f} depth/{t + 0.004:.6f}.png")
+        c2w = S.c2w_of(w2c)
+        if i != 1:  # no ground truth near frame 1: skipped and counted
+            q = Rotation.from_matrix(c2w[:3, :3]).as_quat()
+            vals = [*c2w[:3, 3], *q]
+            gt.append(f"{t - 0.003:.4f} " + " ".join(map(str, vals)))
+    (tmp_path / "rgb.txt").write_text("\n".join(rgb) + "\n")
+    (tmp_path / "depth.txt").write_text("\n".join(dep) + "\n")
+    (tmp_path / "groundtruth.txt").write_text("\n".join(gt) + "\n")
+    rec = rgbd.read_tum_sequence(tmp_path, k=k_cv)
+    assert rec.num_views == 2 and rec.provenance["skipped_unmatched"] == 1
+    np.testing.assert_allclose(rec.extrinsics, w2cs[[0, 2]], atol=1e-5)
+    S.assert_on_plane(rec, 1e-3)
+    (tmp_path / "groundtruth.txt").write_text("1305031102.0 1 2 3\n")
+    with pytest.raises(ValueError, match="groundtruth.txt"):
+        rgbd.read_tum_sequence(tmp_path, k=k_cv)
+
+
+def test_hololens_layout(tmp_path):
+    k_cv = np.array([[45.0, 0, 31.2], [0, 44.0, 23.9], [0, 0, 1]])
+    k_edge = k_cv + np.array([[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]])
+    w2cs = S.cameras(2)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "depth").mkdir()
+    names = ["00010.png", "00012.png"]
+    for i, (w2c, n) in enumerate(zip(w2cs, names, strict=True)):
+        cv2.imwrite(str(tmp_path / "images" / n), S.texture(HW, i))
+        cv2.imwrite(str(tmp_path / "depth" / n),
+                    np.round(S.plane_depth(k_edge, w2c, HW) * 1000).astype(np.uint16))
+    np.savetxt(tmp_path / "K.txt", k_cv)
+    np.savetxt(tmp_path / "poses.txt", np.stack([S.c2w_of(w).reshape(-1) for w in w2cs]))
+    (tmp_path / "frames.txt").write_text("# filename line\n00010.png 3\n00012.png 5\n")
+    rec = rgbd.read_hololens_clip(tmp_path)
+    np.testing.assert_allclose(rec.extrinsics, w2cs, atol=1e-5)
+    np.testing.assert_allclose(rec.intrinsics[1], k_edge)
+    S.assert_on_plane(rec, 2e-3)
+    np.savetxt(tmp_path / "poses.txt", S.c2w_of(w2cs[0]).reshape(1, -1))  # one pose missing
+    with pytest.raises(ValueError, match="poses.txt"):
+        rgbd.read_hololens_clip(tmp_path)
+    (tmp_path / "K.txt").unlink()
+    with pytest.raises(ValueError, match="K.txt"):
+        rgbd.read_hololens_clip(tmp_path)

@@ -34,6 +34,9 @@ def test_pose_auc_matches_official(official_bench, trial):
     n = 9 + 4 * trial
     gt = _random_w2c(rng, n, seed=trial)
     pred = _noisy(rng, gt, rot_deg=[0.3, 2.0, 5.0, 12.0][trial], trans_sigma=0.1, scale=1.7)
+    if trial % 2:  # slightly non-orthonormal rotations, as float32 model outputs are
+        gt[:, :3, :3] += rng.normal(scale=1e-5, size=(n, 3, 3))
+        pred[:, :3, :3] = pred[:, :3, :3].astype(np.float32)
     ref = official_bench.compute_pose(torch.from_numpy(pred), torch.from_numpy(gt))
     ours = metrics.pose_auc(pred, gt)
     for key in ("auc03", "auc05", "auc15", "auc30"):
@@ -141,6 +144,24 @@ def test_depth_bad_inputs():
         metrics.depth_metrics(gt, np.zeros((4, 4)))
     with pytest.raises(ValueError, match="shape"):
         metrics.depth_metrics(gt, np.ones((4, 5)))
+    with pytest.raises(ValueError, match="mask"):
+        metrics.depth_metrics(gt, gt, mask=np.ones((2, 4), bool))
+
+
+def test_evaluate_predictions(official_bench):
+    from da3_jax.eval.runner import evaluate_predictions
+
+    rng = np.random.default_rng(5)
+    gt_w2c = _random_w2c(rng, 6, seed=5)
+    gt_depth = rng.uniform(1, 3, size=(6, 8, 9))
+    valid = rng.uniform(size=gt_depth.shape) > 0.2
+    pred_w2c = _noisy(rng, gt_w2c, rot_deg=3.0, trans_sigma=0.05)
+    out = evaluate_predictions({"depth": 2 * gt_depth, "extrinsics": pred_w2c[:, :3]},
+                               {"depth": gt_depth, "extrinsics": gt_w2c, "valid": valid})
+    ref = official_bench.compute_pose(torch.from_numpy(pred_w2c), torch.from_numpy(gt_w2c))
+    assert out["abs_rel"] < 1e-12 and out["delta1"] == 1.0  # median-aligned by default
+    assert abs(out["auc03"] - float(ref.auc03)) < 1e-6
+    assert abs(out["auc30"] - float(ref.auc30)) < 1e-6
 
 
 # ------------------------------------------------------------------------------------- NVS

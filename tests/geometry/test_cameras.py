@@ -48,7 +48,8 @@ def test_homogeneous_and_inverse():
     back = np.asarray(c2w_to_w2c(c2w))
     np.testing.assert_allclose(back, w2c, atol=2e-6)
     np.testing.assert_allclose(
-        np.asarray(camera_center(w2c.astype(np.float32))), np.linalg.inv(ref44)[..., :3, 3],
+        np.asarray(camera_center(w2c.astype(np.float32))),
+        np.linalg.inv(ref44)[..., :3, 3],
         atol=2e-6,
     )
 
@@ -92,11 +93,13 @@ def test_camera_rays_and_points():
         o, d = camera_rays(w2c.astype(np.float32), k.astype(np.float32), (h, w), pixel_center=off)
         c_ref, d_ref = _np_rays(w2c, k, h, w, off)
         np.testing.assert_allclose(np.asarray(d), d_ref, atol=2e-6)
-        np.testing.assert_allclose(np.asarray(o), np.broadcast_to(c_ref[:, None, None], o.shape),
-                                   atol=2e-6)
+        np.testing.assert_allclose(
+            np.asarray(o), np.broadcast_to(c_ref[:, None, None], o.shape), atol=2e-6
+        )
     depth = np.random.default_rng(2).uniform(0.5, 4.0, (3, h, w))
-    pts = np.asarray(points_from_depth(depth.astype(np.float32), w2c.astype(np.float32),
-                                       k.astype(np.float32)))
+    pts = np.asarray(
+        points_from_depth(depth.astype(np.float32), w2c.astype(np.float32), k.astype(np.float32))
+    )
     # reference: official export formula, integer pixel indices, X_w = inv(w2c) [d K^-1 p; 1]
     u, v = np.meshgrid(np.arange(w), np.arange(h))
     pix = np.stack([u, v, np.ones_like(u)], -1).reshape(-1, 3).T
@@ -111,10 +114,12 @@ def test_camera_rays_and_points():
     p2 = points_from_depth_rays(jnp.asarray(depth, jnp.float32), o, d)
     uv, z = project(p2, w2c.astype(np.float32), k.astype(np.float32))
     np.testing.assert_allclose(np.asarray(z), depth, rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(uv[..., 0]), np.broadcast_to(np.arange(w) + 0.5, (3, h, w)),
-                               atol=1e-4)
-    np.testing.assert_allclose(np.asarray(uv[..., 1]),
-                               np.broadcast_to((np.arange(h) + 0.5)[:, None], (3, h, w)), atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(uv[..., 0]), np.broadcast_to(np.arange(w) + 0.5, (3, h, w)), atol=1e-4
+    )
+    np.testing.assert_allclose(
+        np.asarray(uv[..., 1]), np.broadcast_to((np.arange(h) + 0.5)[:, None], (3, h, w)), atol=1e-4
+    )
 
 
 def test_project_reference_and_broadcast():
@@ -125,14 +130,16 @@ def test_project_reference_and_broadcast():
     pix = np.einsum("nij,npj->npi", k, xc)
     np.testing.assert_allclose(np.asarray(z), xc[..., 2], atol=1e-5)
     front = np.abs(xc[..., 2]) > 0.2
-    np.testing.assert_allclose(np.asarray(uv)[front], (pix[..., :2] / pix[..., 2:])[front],
-                               rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        np.asarray(uv)[front], (pix[..., :2] / pix[..., 2:])[front], rtol=1e-4, atol=1e-3
+    )
     # one shared camera for a [M, 3] cloud; one K shared by a batch of extrinsics
     uv1, _ = project(pts[0].astype(np.float32), w2c[0].astype(np.float32), k[0].astype(np.float32))
     np.testing.assert_allclose(np.asarray(uv1), np.asarray(uv)[0], rtol=1e-6)
     uv2, _ = project(pts.astype(np.float32), w2c.astype(np.float32), k[0].astype(np.float32))
-    uv2_ref, _ = project(pts[1].astype(np.float32), w2c[1].astype(np.float32),
-                         k[0].astype(np.float32))
+    uv2_ref, _ = project(
+        pts[1].astype(np.float32), w2c[1].astype(np.float32), k[0].astype(np.float32)
+    )
     np.testing.assert_allclose(np.asarray(uv2)[1], np.asarray(uv2_ref), rtol=1e-6)
 
 

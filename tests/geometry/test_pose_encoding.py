@@ -30,8 +30,13 @@ def test_encode_matches_official_and_numpy():
     w2c, k = _cameras(2, 3)
     got = np.asarray(encode_pose(w2c, k, HW))
     # official: cam_enc.py encodes affine_inverse(w2c) (c2w)
-    c2w_t = affine_inverse(torch.from_numpy(np.concatenate(
-        [w2c, np.broadcast_to([[[[0, 0, 0, 1.0]]]], (2, 3, 1, 4)).astype(np.float32)], -2)))
+    c2w_t = affine_inverse(
+        torch.from_numpy(
+            np.concatenate(
+                [w2c, np.broadcast_to([[[[0, 0, 0, 1.0]]]], (2, 3, 1, 4)).astype(np.float32)], -2
+            )
+        )
+    )
     ref = off.extri_intri_to_pose_encoding(c2w_t[..., :3, :], torch.from_numpy(k), HW).numpy()
     np.testing.assert_allclose(got, ref, atol=3e-6)
     # float64 numpy: t = camera centre, q = c2w rotation (w >= 0), fov = 2 atan(half / f)

@@ -217,8 +217,9 @@ def test_gaussian_adapter_matches_official(monkeypatch, pose_scale):
                                                pred_offset_xy=True)
     t = torch.from_numpy
     ref = adapter(t(w2c), t(k), t(depth), t(opac), t(raw), (h, w), gt_extrinsics=gt)
-    out = gaussian_adapter(w2c, k, depth, opac, raw, (h, w), pose_scale=(
-        None if pose_scale is None else jnp.full((b,), pose_scale)))
+    scale = None if pose_scale is None else jnp.full((b,), pose_scale)
+    out = jax.jit(lambda *a: gaussian_adapter(*a, (h, w), pose_scale=scale))(
+        w2c, k, depth, opac, raw)
     for name in ("means", "scales", "rotations", "harmonics", "opacities"):
         err = rel_err(out[name], getattr(ref, name).numpy())
         assert err <= TOL, (name, err)

@@ -119,5 +119,8 @@ def test_reference_view_strategy_matters(model):
     out_first = apply(jnp.asarray(images), ref_view_strategy="first")
     assert rel_err(out_first["depth"], ref_first["depth"]) <= TOL
     assert rel_err(out_first["pose_enc"], ref_first["pose_enc"]) <= TOL
+    # Same inputs, default strategy: another view becomes the reference (world frame), which
+    # moves every output by far more than the parity tolerance.
     out_default = apply(jnp.asarray(images))
-    assert rel_err(out_default["depth"], ref_first["depth"]) > 100 * TOL
+    assert rel_err(out_default["depth"], ref_first["depth"]) > 2 * TOL
+    assert rel_err(out_default["pose_enc"], ref_first["pose_enc"]) > 100 * TOL

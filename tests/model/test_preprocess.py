@@ -129,6 +129,14 @@ def test_single_image_and_batch_array(official):
     check_same(preprocess_images(batch), ref_img, None)
     ref1, _ = official([batch[0]], "lower_bound_crop", process_res=70)
     check_same(preprocess_images(batch[0], 70, "lower_bound_crop"), ref1, None)
+    # Bound side already 504 (boundary resize skipped); 376 -> 378 and a tie 385 -> 392 (up).
+    for h in (376, 385):
+        img = rng.integers(0, 256, (h, 504, 3), dtype=np.uint8)
+        k = make_k(504, h)[None]
+        ref_img, ref_k = official([img], "upper_bound_resize", intrinsics=k)
+        ours = preprocess_images([img], intrinsics=k)
+        check_same(ours, ref_img, ref_k)
+        assert ours[0].shape[1:3] == ({376: 378, 385: 392}[h], 504)
 
 
 def test_bad_inputs_raise():

@@ -134,5 +134,6 @@ def test_view_modes_without_mesh_equal_kernel(data):
     q, k, v, g, mask = data
     ref_out, _ = np_attention_and_grads(q, k, v, mask, g)
     for impl in ("allgather_view", "ring_view:chunked"):
-        out = jax.jit(A.dot_product_attention, static_argnames="impl")(q, k, v, impl=impl, kv_mask=jnp.asarray(mask))
+        fn = jax.jit(A.dot_product_attention, static_argnames="impl")
+        out = fn(q, k, v, impl=impl, kv_mask=jnp.asarray(mask))
         np.testing.assert_allclose(out, ref_out, atol=2e-5, rtol=1e-5)

@@ -76,10 +76,12 @@ class _Scanned(nn.Module):
 
 def test_scanned_module_matches_unrolled():
     x = jax.random.normal(jax.random.key(1), (2, 5, 16))
-    params = _Unrolled(3).init(jax.random.key(0), x)["params"]
+    shapes = jax.eval_shape(_Unrolled(3).init, jax.random.key(0), x)["params"]
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32) * 0.3, shapes)
     sched = scan.ScanSchedule(prefix=(0, 1, 2), pairs=(), leftover=())
     scanned = scan.to_scanned(params, sched)
-    ref = _Unrolled(3).apply({"params": params}, x)
+    ref = jax.jit(_Unrolled(3).apply)({"params": params}, x)
     out = jax.jit(_Scanned(3).apply)({"params": scanned}, x)
     np.testing.assert_allclose(out, ref, atol=1e-5, rtol=1e-5)
 
