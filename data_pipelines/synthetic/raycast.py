@@ -128,24 +128,23 @@ def cast(scene: Scene, origin: np.ndarray, dirs, uv=None, intrinsics=None, w2c=N
 
 def shade(scene: Scene, origin: np.ndarray, dirs: np.ndarray, t: np.ndarray, ids: np.ndarray):
     """Linear RGB [M, 3] in [0, 1]: albedo * (ambient + (1 - ambient) * max(n.l, 0)), sky else."""
-    m = dirs.shape[0]
-    rgb = np.empty((m, 3), np.float32)
-    # Group rays by primitive once (stable sort) instead of one full scan per primitive.
+    # Sort rays by primitive once (stable): every primitive then shades a contiguous slice.
     order = np.argsort(ids, kind="stable")
     bounds = np.searchsorted(ids[order], np.arange(-1, len(scene.prims) + 1))
-    miss = order[bounds[0]:bounds[1]]
-    if miss.size:
-        dm = dirs[miss]
+    dirs_s, t_s = dirs[order], t[order]
+    out = np.empty_like(dirs_s)
+    dm = dirs_s[bounds[0]:bounds[1]]
+    if dm.size:
         elev = dm[:, 2] / np.sqrt(np.einsum("mk,mk->m", dm, dm))
         w = np.clip(0.5 + elev, 0.0, 1.0)[:, None]
-        rgb[miss] = scene.sky_bottom * (1 - w) + scene.sky_top * w
+        out[bounds[0]:bounds[1]] = scene.sky_bottom * (1 - w) + scene.sky_top * w
     origin32 = origin.astype(np.float32)
     for i, p in enumerate(scene.prims):
-        idx = order[bounds[i + 1]:bounds[i + 2]]
-        if idx.size == 0:
+        lo, hi = bounds[i + 1], bounds[i + 2]
+        if hi == lo:
             continue
-        d_w = dirs[idx]
-        x_w = origin32 + t[idx, None] * d_w
+        d_w = dirs_s[lo:hi]
+        x_w = origin32 + t_s[lo:hi, None] * d_w
         x_l = _rowmat(x_w - p.center, p.rot)
         n_l, uv, face = primitives.surface(p, x_l)
         n_w = _rowmat(n_l, p.rot.T)
@@ -154,7 +153,7 @@ def shade(scene: Scene, origin: np.ndarray, dirs: np.ndarray, t: np.ndarray, ids
         if len(p.materials) == 1:
             albedo = textures.evaluate(p.materials[0], uv)
         else:
-            albedo = np.empty((idx.size, 3), np.float32)
+            albedo = np.empty((hi - lo, 3), np.float32)
             for f, mat in enumerate(p.materials):
                 sel = np.nonzero(face == f)[0]
                 if sel.size:
@@ -166,7 +165,9 @@ def shade(scene: Scene, origin: np.ndarray, dirs: np.ndarray, t: np.ndarray, ids
         else:
             lam = n_w @ scene.light_dir.astype(np.float32)
         lam = np.clip(lam * sign, 0.0, 1.0)
-        rgb[idx] = albedo * (scene.ambient + (1.0 - scene.ambient) * lam)[:, None]
+        out[lo:hi] = albedo * (scene.ambient + (1.0 - scene.ambient) * lam)[:, None]
+    rgb = np.empty_like(out)
+    rgb[order] = out
     return rgb
 
 
