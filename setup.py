@@ -27,6 +27,7 @@ INSTALL_REQUIRES = [
     "matplotlib",
     "tqdm",
     "tensorboardX",
+    "importlib_resources",  # tfds without TensorFlow needs it
 ]
 
 EXTRAS = {

@@ -4,12 +4,21 @@ Entry points (what the trainer calls):
 - `make_train_iterator(config, sources=None, weights=None)` -> grain `DatasetIterator` with
   `get_state()` / `set_state()` (save it with `grain.checkpoint.CheckpointSave` /
   `CheckpointHandler` beside the train state in orbax; resuming yields identical batches).
+  With orbax (checked to resume exactly):
+      mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                data_iter=grain.checkpoint.CheckpointSave(it)))
+      mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                   data_iter=grain.checkpoint.CheckpointRestore(it)))
 - `make_dataset(config, sources=None, weights=None)` -> the `grain.IterDataset` (to compose).
 - `PipelineConfig` (frozen dataclass) / `PipelineConfig.from_mapping(dict or ConfigDict)`.
 With `sources=None` the embedded procedural dataset is used (`SyntheticSource` built from the
-`synthetic_*` fields).
+`synthetic_*` fields). Sources are any grain random-access sources of `SceneRecord`s
+(data_pipelines.sources: SyntheticSource, InMemorySource, ArrayRecordSceneSource,
+TfdsSceneSource). `num_workers > 0` renders/decodes in that many spawned processes (grain
+`mp_prefetch`; JAX is pinned to CPU there); the iterator should then be `close()`d when done.
 
-Each batch (B = batch_size, N drawn per batch in [min_views, max_views], H, W = image_hw):
+Each batch (B = batch_size per process, N drawn per batch in [min_views, max_views],
+H, W = image_hw):
   images      float32 [B, N, H, W, 3]  ImageNet-normalised RGB (after photometric jitter)
   depth       float32 [B, N, H, W]     z-depth, 0 where invalid (never NaN/inf)
   valid       bool    [B, N, H, W]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import os
+import threading
 from collections.abc import Iterable, Sequence
 
 import grain
@@ -38,6 +39,7 @@ class SyntheticSource(grain.sources.RandomAccessDataSource):
         self.start_index = int(start_index)
         self.cache_size = int(cache_size)
         self._cache: collections.OrderedDict[int, SceneRecord] = collections.OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return self.num_scenes
@@ -46,21 +48,28 @@ class SyntheticSource(grain.sources.RandomAccessDataSource):
         index = int(index)
         if not 0 <= index < self.num_scenes:
             raise IndexError(f"SyntheticSource index {index} out of range [0, {self.num_scenes})")
-        if index in self._cache:
-            self._cache.move_to_end(index)
-            return self._cache[index]
+        with self._lock:
+            if index in self._cache:
+                self._cache.move_to_end(index)
+                return self._cache[index]
         rec = render_scene(self.start_index + index, self.num_views, self.height, self.width,
                            self.seed, self.scene_config, self.dataset)
         if self.cache_size:
-            self._cache[index] = rec
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            with self._lock:
+                self._cache[index] = rec
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
         return rec
 
-    def __getstate__(self):  # keep pickles (multiprocessing workers) small
+    def __getstate__(self):  # keep pickles (multiprocessing workers) small; locks don't pickle
         state = dict(self.__dict__)
         state["_cache"] = collections.OrderedDict()
+        del state["_lock"]
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"SyntheticSource(num_scenes={self.num_scenes}, num_views={self.num_views}, "

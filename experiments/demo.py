@@ -20,7 +20,7 @@ import json
 import os
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Output directory.")
 _STEPS = flags.DEFINE_string("steps", "", "Override 'teacher,student' step counts (smoke runs).")
@@ -140,6 +140,7 @@ Files: `metrics.json`, `depth_png/` (RGB | GT | prediction, same colour scale),
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
     del argv
     from experiments.launch import run
 

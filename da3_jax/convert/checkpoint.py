@@ -35,6 +35,15 @@ def load_converted(directory: str | os.PathLike) -> tuple[ml_collections.ConfigD
     if not os.path.isfile(cfg_path) or not os.path.isdir(os.path.join(directory, "params")):
         raise ValueError(f"{directory!r} is not a converted checkpoint (config.json + params/)")
     with open(cfg_path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
+        config = ml_collections.ConfigDict(_tuplify(json.load(f)))
     params = ocp.StandardCheckpointer().restore(os.path.join(directory, "params"))
     return config, params
+
+
+def _tuplify(tree):
+    """JSON lists back to the tuples the configs use (e.g. `out_layers`)."""
+    if isinstance(tree, dict):
+        return {k: _tuplify(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return tuple(_tuplify(v) for v in tree)
+    return tree

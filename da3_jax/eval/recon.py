@@ -191,8 +191,9 @@ def point_cloud_metrics(pred_points, gt_points, threshold: float = 0.05,
             "recall": rec, "fscore": f}
 
 
-def resize_depth_nearest(depth, intrinsics, hw) -> tuple[np.ndarray, np.ndarray]:
-    """Resize `[N, h, w]` depth to `hw` with nearest neighbour (cv2), rescaling K `[N, 3, 3]`."""
+def resize_depth_nearest(depth, intrinsics, hw) -> tuple[np.ndarray, np.ndarray | None]:
+    """Resize `[N, h, w]` depth to `hw` with nearest neighbour (cv2), rescaling K `[N, 3, 3]`
+    (pixel-edge convention; `intrinsics=None` -> None). Float64 outputs."""
     import cv2
 
     from da3_jax import geometry
@@ -201,8 +202,10 @@ def resize_depth_nearest(depth, intrinsics, hw) -> tuple[np.ndarray, np.ndarray]
     h0, w0 = depth.shape[-2:]
     h, w = int(hw[0]), int(hw[1])
     if (h0, w0) == (h, w):
-        return depth, np.asarray(intrinsics, np.float64)
+        return depth, None if intrinsics is None else np.asarray(intrinsics, np.float64)
     out = np.stack([cv2.resize(d, (w, h), interpolation=cv2.INTER_NEAREST) for d in depth])
+    if intrinsics is None:
+        return out, None
     k = np.asarray(geometry.rescale_intrinsics(np.asarray(intrinsics, np.float32), w / w0,
                                                h / h0), np.float64)
     return out, k

@@ -6,7 +6,7 @@ A **predictor** is any callable `predict(record, kind) -> {'depth' [N, h, w], 'e
 
 * 'unposed': images only (used by the `pose` and `recon_unposed` modes),
 * 'posed': images plus the record's GT cameras as conditioning (`recon_posed`),
-* 'mono': per-view depth (`mono`; extrinsics may be anything).
+* 'mono': per-view depth (`mono`; only 'depth' is required).
 
 Predictions may be at another resolution than the record (e.g. 504 px processing); depth is
 resized back with nearest neighbour and K rescaled, as the official benchmark does.
@@ -46,19 +46,29 @@ def check_modes(modes: Sequence[str] | str) -> tuple[str, ...]:
 
 
 def _check_prediction(pred: Mapping, n: int, kind: str) -> dict:
-    for key in ("depth", "extrinsics", "intrinsics"):
-        if key not in pred:
-            raise ValueError(f"prediction ({kind}): missing key '{key}'")
+    """Validated float64 prediction; for 'mono' only `depth` is required."""
+    if "depth" not in pred:
+        raise ValueError(f"prediction ({kind}): missing key 'depth'")
     depth = np.asarray(pred["depth"], np.float64)
-    ext = np.asarray(pred["extrinsics"], np.float64)
-    k = np.asarray(pred["intrinsics"], np.float64)
     if depth.ndim != 3 or depth.shape[0] != n:
         raise ValueError(f"prediction ({kind}): depth must be [{n}, h, w], got {depth.shape}")
-    if ext.shape[0] != n or ext.shape[-2:] not in ((3, 4), (4, 4)):
-        raise ValueError(f"prediction ({kind}): extrinsics must be [{n}, 3, 4], got {ext.shape}")
-    if k.shape != (n, 3, 3):
-        raise ValueError(f"prediction ({kind}): intrinsics must be [{n}, 3, 3], got {k.shape}")
-    return {"depth": depth, "extrinsics": ext[:, :3, :4], "intrinsics": k}
+    out = {"depth": depth}
+    for key in ("extrinsics", "intrinsics"):
+        if pred.get(key) is None:
+            if kind == "mono":
+                continue
+            raise ValueError(f"prediction ({kind}): missing key '{key}'")
+        out[key] = np.asarray(pred[key], np.float64)
+    if "extrinsics" in out:
+        ext = out["extrinsics"]
+        if ext.ndim != 3 or ext.shape[0] != n or ext.shape[-2:] not in ((3, 4), (4, 4)):
+            raise ValueError(f"prediction ({kind}): extrinsics must be [{n}, 3, 4], "
+                             f"got {ext.shape}")
+        out["extrinsics"] = ext[:, :3, :4]
+    if "intrinsics" in out and out["intrinsics"].shape != (n, 3, 3):
+        raise ValueError(f"prediction ({kind}): intrinsics must be [{n}, 3, 3], "
+                         f"got {out['intrinsics'].shape}")
+    return out
 
 
 def _float_dict(d: Mapping) -> dict:
@@ -120,8 +130,7 @@ def evaluate_scene(record, predict: Predictor, modes: Sequence[str], fusion: str
             result["pose_errors"] = {k: pose[k].tolist() for k in ("pair_err", "rot_err",
                                                                     "trans_err")}
         elif mode == "mono":
-            depth, _ = recon.resize_depth_nearest(pred["depth"], pred["intrinsics"],
-                                                  record.image_hw)
+            depth = recon.resize_depth_nearest(pred["depth"], None, record.image_hw)[0]
             result[mode] = metrics.depth_metrics(depth, gt_depth, record.valid,
                                                  align=depth_align)
         else:

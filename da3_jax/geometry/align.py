@@ -139,17 +139,16 @@ def _ransac_umeyama_single(key, src, dst, valid, n_iter, sample_size, thr, with_
     err = jnp.linalg.norm(apply_sim3(src[None], s, rot, t) - dst[None], axis=-1)  # [n_iter, N]
     scale = jnp.sqrt(jnp.sum(valid * jnp.sum((dst - jnp.mean(dst, 0)) ** 2, -1)) / jnp.sum(valid))
     floor = 1e-5 * scale + 1e-12
-    if thr is None:
-        med = _masked_median(err, valid[None])
-        best = jnp.argmin(med)
-        thr_v = jnp.maximum(3.0 * med[best], floor)
-    else:
-        thr_v = jnp.asarray(thr, jnp.float32)
-        inl = (err <= thr_v) & valid[None]
-        cnt = jnp.sum(inl, -1)
-        mean_err = jnp.sum(jnp.where(inl, err, 0.0), -1) / jnp.maximum(cnt, 1)
-        # most inliers, ties broken by smaller mean inlier error
-        best = jnp.lexsort((mean_err, -cnt))[0]
+    # thr is NaN -> least-median selection; else most inliers, ties by smaller mean error
+    med = _masked_median(err, valid[None])
+    best_med = jnp.argmin(med)
+    inl = (err <= thr) & valid[None]
+    cnt = jnp.sum(inl, -1)
+    mean_err = jnp.sum(jnp.where(inl, err, 0.0), -1) / jnp.maximum(cnt, 1)
+    best_cnt = jnp.lexsort((mean_err, -cnt))[0]
+    use_med = jnp.isnan(thr)
+    best = jnp.where(use_med, best_med, best_cnt)
+    thr_v = jnp.where(use_med, jnp.maximum(3.0 * med[best_med], floor), thr)
     inl = (err[best] <= thr_v) & valid
     for _ in range(2):  # refit on inliers, re-select with the refined model
         s_b, r_b, t_b = umeyama(src, dst, with_scale, weights=inl)
@@ -159,8 +158,8 @@ def _ransac_umeyama_single(key, src, dst, valid, n_iter, sample_size, thr, with_
     return s_b, r_b, t_b, inl
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
-def _ransac_umeyama_batched(key, src, dst, valid, n_iter, sample_size, thr, with_scale):
+@functools.partial(jax.jit, static_argnums=(5, 6, 7))
+def _ransac_umeyama_batched(key, src, dst, valid, thr, n_iter, sample_size, with_scale):
     keys = jax.random.split(key, src.shape[0])
     fn = lambda k, a, b, v: _ransac_umeyama_single(k, a, b, v, n_iter, sample_size, thr, with_scale)
     return jax.vmap(fn)(keys, src, dst, valid)
@@ -213,9 +212,9 @@ def ransac_umeyama(
     src = jnp.broadcast_to(jnp.asarray(src, jnp.float32), batch + (n, 3)).reshape(-1, n, 3)
     dst = jnp.broadcast_to(jnp.asarray(dst, jnp.float32), batch + (n, 3)).reshape(-1, n, 3)
     valid = jnp.broadcast_to(_weights(mask, batch + (n,), jnp.bool_), batch + (n,)).reshape(-1, n)
-    thr = None if inlier_threshold is None else float(inlier_threshold)
+    thr = jnp.float32(jnp.nan if inlier_threshold is None else inlier_threshold)
     s, rot, t, inl = _ransac_umeyama_batched(
-        key, src, dst, valid, int(n_iter), int(sample_size), thr, bool(with_scale)
+        key, src, dst, valid, thr, int(n_iter), int(sample_size), bool(with_scale)
     )
     return (
         s.reshape(batch),
@@ -287,13 +286,13 @@ def _ransac_ss_single(key, p, t, valid, n_iter, thr):
     b = t2[:, 0] - s * p2[:, 0]
     res = jnp.abs(s[:, None] * p[None] + b[:, None] - t[None])  # [n_iter, M]
     floor = 1e-5 * jnp.sum(valid * jnp.abs(t)) / jnp.maximum(jnp.sum(valid), 1) + 1e-12
-    if thr is None:
-        med = _masked_median(res, valid[None])
-        best = jnp.argmin(med)
-        thr_v = jnp.maximum(3.0 * 1.4826 * med[best], floor)
-    else:
-        thr_v = jnp.asarray(thr, jnp.float32)
-        best = jnp.argmax(jnp.sum((res <= thr_v) & valid[None], -1))
+    # thr is NaN -> least-median selection; else most inliers
+    med = _masked_median(res, valid[None])
+    best_med = jnp.argmin(med)
+    best_cnt = jnp.argmax(jnp.sum((res <= thr) & valid[None], -1))
+    use_med = jnp.isnan(thr)
+    best = jnp.where(use_med, best_med, best_cnt)
+    thr_v = jnp.where(use_med, jnp.maximum(3.0 * 1.4826 * med[best_med], floor), thr)
     inl = (res[best] <= thr_v) & valid
     for _ in range(2):
         s_b, b_b = fit_scale_shift(p, t, inl, axis=(-1,))
@@ -302,8 +301,8 @@ def _ransac_ss_single(key, p, t, valid, n_iter, thr):
     return s_b, b_b, inl
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5))
-def _ransac_ss_batched(key, p, t, valid, n_iter, thr):
+@functools.partial(jax.jit, static_argnums=(5,))
+def _ransac_ss_batched(key, p, t, valid, thr, n_iter):
     keys = jax.random.split(key, p.shape[0])
     fn = lambda k, a, c, v: _ransac_ss_single(k, a, c, v, n_iter, thr)
     return jax.vmap(fn)(keys, p, t, valid)
@@ -341,8 +340,8 @@ def ransac_scale_shift(
     valid = valid & jnp.isfinite(p) & jnp.isfinite(t)
     p = jnp.where(valid, p, 0.0)
     t = jnp.where(valid, t, 0.0)
-    thr = None if threshold is None else float(threshold)
-    s, b, inl = _ransac_ss_batched(key, p, t, valid, int(n_iter), thr)
+    thr = jnp.float32(jnp.nan if threshold is None else threshold)
+    s, b, inl = _ransac_ss_batched(key, p, t, valid, thr, int(n_iter))
     return s.reshape(batch), b.reshape(batch), inl.reshape(batch + hw)
 
 

@@ -239,47 +239,31 @@ def rays_to_camera(
         sample_table = jnp.asarray(sample_table, jnp.int32)
     ray_f = jnp.broadcast_to(jnp.asarray(ray, jnp.float32), batch + (h, w, 6)).reshape(-1, h, w, 6)
     conf_f = jnp.broadcast_to(jnp.asarray(ray_conf, jnp.float32), batch + (h, w)).reshape(-1, h, w)
-    w2c, k_px = _rays_to_camera_core(
+    a, centre = _solve_views(
         ray_f,
         conf_f,
         key,
         sample_table,
-        image_hw=(height, width),
-        method=method,
         reproj_threshold=float(reproj_threshold),
         max_inliers=int(max_inliers),
         views_per_step=int(views_per_step),
     )
+    w2c, k_px = _decompose(a, centre, image_hw=(height, width), method=method)
     return w2c.reshape(batch + (3, 4)), k_px.reshape(batch + (3, 3))
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("image_hw", "method", "reproj_threshold", "max_inliers", "views_per_step"),
-)
-def _rays_to_camera_core(
-    ray,
-    conf,
-    key,
-    sample_table,
-    *,
-    image_hw,
-    method,
-    reproj_threshold,
-    max_inliers,
-    views_per_step,
-):
-    """Jitted solver on flattened views: ``ray [V, h, w, 6]``, ``conf [V, h, w]``."""
-    height, width = image_hw
+@functools.partial(jax.jit, static_argnames=("reproj_threshold", "max_inliers", "views_per_step"))
+def _solve_views(ray, conf, key, sample_table, *, reproj_threshold, max_inliers, views_per_step):
+    """RANSAC homographies of flattened views ``ray [V, h, w, 6]``, ``conf [V, h, w]``.
+
+    Returns ``A [V, 3, 3]`` (det > 0) and the confidence-weighted centres ``[V, 3]``.
+    """
     n_views, h, w = ray.shape[:3]
     n = h * w
     ray_f = ray.reshape(n_views, n, 6)
     conf_f = conf.reshape(n_views, n)
     table_key, fit_key = jax.random.split(key)
-    if sample_table is None:
-        sample_table = ransac_sample_table(table_key, n)
-    table = sample_table
-
+    table = ransac_sample_table(table_key, n) if sample_table is None else sample_table
     view_keys = jax.random.split(fit_key, n_views)
     src = canonical_ray_grid((h, w))
 
@@ -289,10 +273,15 @@ def _rays_to_camera_core(
         centre = jnp.sum(r[:, 3:] * wz[:, None], axis=0) / jnp.sum(wz)
         return a, centre
 
-    a, centre = jax.lax.map(
+    return jax.lax.map(
         solve_view, (ray_f, conf_f, view_keys), batch_size=min(views_per_step, n_views)
     )
-    shift = jnp.asarray([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1.0]], jnp.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("image_hw", "method"))
+def _decompose(a, centre, *, image_hw, method):
+    """Homographies ``A [V, 3, 3]`` + centres ``[V, 3]`` -> (w2c ``[V, 3, 4]``, K ``[V, 3, 3]``)."""
+    height, width = image_hw
     if method == "official":
         rot, lower = ql_decomposition(a)
         lower = lower / lower[:, 2:3, 2:3]
@@ -308,13 +297,13 @@ def _rays_to_camera_core(
             axis=-2,
         )
     else:
+        shift = jnp.asarray([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1.0]], jnp.float32)
         rot, upper = _qr_positive(a)
         upper = upper / upper[:, 2:3, 2:3]
-        k_n = shift @ jnp.linalg.inv(upper)
+        k_n = shift @ jnp.linalg.inv(upper)  # K_n = T U^-1
         k_n = k_n.at[:, 2, :].set(jnp.asarray([0.0, 0.0, 1.0]))
         k_n = k_n.at[:, 1, 0].set(0.0)
     to_px = jnp.asarray([width / 2.0, height / 2.0, 1.0], jnp.float32)
     k_px = k_n * to_px[:, None]
     c2w = jnp.concatenate([rot, centre[..., None]], axis=-1)
-    w2c = _rigid_inverse(c2w)
-    return w2c, k_px
+    return _rigid_inverse(c2w), k_px

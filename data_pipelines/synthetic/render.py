@@ -1,11 +1,14 @@
 """Render procedural multi-view scenes into `SceneRecord`s; CLI writing scenes + a contact sheet.
 
     python -m data_pipelines.synthetic.render --out DIR --scenes 4 [--views 8 --size 224x224
-        --seed 0]
+        --seed 0 --start 0 --format npz|array_record --workers 1]
 
-writes DIR/scene_XXXXX.npz (the record's `to_example()` fields; load with
-`load_npz(path)`) and DIR/contact_sheet.png (each scene: a row of views and a row of
-colour-mapped depth, invalid pixels black).
+writes DIR/scene_XXXXX.npz (the record's `to_example()` fields; load with `load_npz(path)`)
+or, with --format array_record, DIR/scenes.array_record (read with
+`data_pipelines.sources.ArrayRecordSceneSource`), plus DIR/contact_sheet.png (the first <= 6
+scenes: a row of views and a row of colour-mapped depth each, invalid pixels black).
+--start offsets the scene indices (disjoint splits); --workers renders in parallel processes
+(identical output: every scene depends only on (seed, index)).
 
 `render_scene(index, ...)` is deterministic in (seed, index): the scene layout, cameras and
 pixels depend on nothing else. Depth is exact z-depth in metres (`is_metric=True`,
@@ -115,6 +118,10 @@ def _parse_size(s: str) -> tuple[int, int]:
     return h, w
 
 
+def _render_args(args):
+    return render_scene(*args)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output directory")
@@ -122,18 +129,47 @@ def main(argv=None) -> None:
     ap.add_argument("--views", type=int, default=8)
     ap.add_argument("--size", default="224x224", help="HxW")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--start", type=int, default=0, help="index of the first scene")
+    ap.add_argument("--format", choices=("npz", "array_record"), default="npz")
+    ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args(argv)
     h, w = _parse_size(args.size)
     out = pathlib.Path(args.out)
     os.makedirs(out, exist_ok=True)
-    records = []
-    for i in range(args.scenes):
-        rec = render_scene(i, args.views, h, w, args.seed)
-        save_npz(rec, out / f"scene_{i:05d}.npz")
-        records.append(rec)
-        print(f"wrote {out / f'scene_{i:05d}.npz'} ({rec.scene_id}, "
-              f"{rec.provenance['trajectory']}, valid {rec.valid.mean():.0%})")
-    contact_sheet(records, out / "contact_sheet.png")
+    jobs = [(args.start + i, args.views, h, w, args.seed) for i in range(args.scenes)]
+    if args.workers > 1:
+        import concurrent.futures
+        import multiprocessing
+
+        pool = concurrent.futures.ProcessPoolExecutor(
+            args.workers, mp_context=multiprocessing.get_context("spawn"))
+        records = pool.map(_render_args, jobs)
+    else:
+        pool, records = None, map(_render_args, jobs)
+    shown = []
+
+    def _each():
+        for rec in records:
+            if len(shown) < 6:
+                shown.append(rec)
+            print(f"{rec.scene_id}: {rec.provenance['trajectory']}, "
+                  f"valid {rec.valid.mean():.0%}")
+            yield rec
+
+    try:
+        if args.format == "array_record":
+            from data_pipelines.sources import write_array_record
+
+            n = write_array_record(_each(), out / "scenes.array_record")
+            print(f"wrote {n} scenes to {out / 'scenes.array_record'}")
+        else:
+            for rec in _each():
+                save_npz(rec, out / f"scene_{rec.provenance['index']:05d}.npz")
+            print(f"wrote {args.scenes} scene_*.npz files to {out}")
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    contact_sheet(shown, out / "contact_sheet.png")
     print(f"wrote {out / 'contact_sheet.png'}")
 
 

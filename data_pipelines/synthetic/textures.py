@@ -46,7 +46,8 @@ def random_material(rng: np.random.Generator, textureless_prob: float) -> Materi
 
 
 def _hash2(ix: np.ndarray, iy: np.ndarray, seed: float) -> np.ndarray:
-    # Classic sin-hash; float64 for the product so large lattice indices stay well distributed.
+    # Classic sin-hash of integer lattice coordinates: a deterministic pseudo-random value per
+    # lattice point (neighbouring cells evaluate identical inputs, so the noise is continuous).
     h = np.sin(ix * 12.9898 + iy * 78.233 + seed * 37.719) * 43758.5453
     return (h - np.floor(h)).astype(np.float32)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from da3_jax.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from data_pipelines import pipeline, transforms
+from data_pipelines import pipeline, sensor, transforms
 from data_pipelines.pipeline import PipelineConfig, make_train_iterator
 from data_pipelines.record import SceneRecord
 from data_pipelines.sources import InMemorySource, SyntheticSource
@@ -85,9 +85,17 @@ def test_resize_crop_matches_rerendered_view():
 
 def test_relative_poses_preserved_in_reference_frame(synth):
     cfg = PipelineConfig(batch_size=1, image_hw=(28, 28), min_views=3, max_views=3, seed=5,
-                         **BASE)
+                         ray_maps=True, **BASE)
     (b,), = [_take(make_train_iterator(cfg, [synth]), 1)]
-    cfg_world = dataclasses.replace(cfg, reference_frame=False)
+    # Ray maps (float64 reference): direction R^T K^-1 [j + .5, i + .5, 1], origin -R^T t.
+    e, k = b["extrinsics"][0, 1].astype(np.float64), b["intrinsics"][0, 1].astype(np.float64)
+    v, u = np.meshgrid(np.arange(28) + 0.5, np.arange(28) + 0.5, indexing="ij")
+    pix = np.stack([u, v, np.ones_like(u)], axis=-1)
+    np.testing.assert_allclose(b["ray"][0, 1, ..., :3], pix @ np.linalg.inv(k).T @ e[:, :3],
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(b["ray"][0, 1, ..., 3:], np.broadcast_to(
+        -e[:, :3].T @ e[:, 3], (28, 28, 3)), atol=1e-5)
+    cfg_world = dataclasses.replace(cfg, reference_frame=False, ray_maps=False)
     (bw,), = [_take(make_train_iterator(cfg_world, [synth]), 1)]
     np.testing.assert_array_equal(b["depth"], bw["depth"])  # same sampling either way
 
@@ -217,3 +225,37 @@ def test_multiprocessing_prefetch_matches_and_resumes():
         _assert_batches_equal(_take(it, 2), expected[2:])
     finally:
         it.close()
+
+
+def test_sensor_simulation_sparse_noisy_outliers():
+    rec = _tiny(3, n=2, h=120, w=150)
+    rec.depth[:, :10] = 0.0
+    rec.valid[:, :10] = False
+    sp = sensor.sparsify_record(rec, seed=1, keep_fraction=0.05, rel_noise=0.02,
+                                outlier_fraction=0.1)
+    assert sp.depth_kind == "sparse_gt" and sp.provenance["sensor_sim"]["keep_fraction"] == 0.05
+    assert not (sp.valid & ~rec.valid).any() and (sp.depth[~sp.valid] == 0).all()
+    frac = sp.valid.sum() / rec.valid.sum()
+    assert 0.04 < frac < 0.06
+    rel = np.abs(sp.depth[sp.valid] / rec.depth[sp.valid] - 1)
+    assert 0.008 < np.median(rel) < 0.02  # median |N(0, .02)| = 0.0135, outliers on top
+    assert 0.05 < (rel > 0.15).mean() < 0.15
+    again = sensor.sparsify_record(rec, seed=1, keep_fraction=0.05, outlier_fraction=0.1)
+    np.testing.assert_array_equal(again.depth, sp.depth)
+    with pytest.raises(ValueError, match="keep_fraction"):
+        sensor.sparsify_record(rec, keep_fraction=0.0)
+
+
+def test_view_window_reference_first_and_frame_order():
+    rec = _tiny(7, n=12)
+    rec.extrinsics[:, :, 3] = 0.0
+    rec.extrinsics[:, 0, 3] = np.arange(12)  # frame index readable from the pose
+    cfg = PipelineConfig(batch_size=1, image_hw=(14, 14), min_views=3, max_views=3,
+                         max_frame_gap=2, reference_frame=False, **BASE)
+    refs = set()
+    for b in _take(make_train_iterator(cfg, [InMemorySource([rec])]), 8):
+        frames = b["extrinsics"][0, :, 0, 3].astype(int)
+        refs.add(int(frames[0]))
+        assert len(set(frames)) == 3 and (np.abs(frames - frames[0]) <= 2).all()
+        assert (np.diff(frames[1:]) > 0).all()
+    assert len(refs) >= 4

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from da3_jax import geometry
+from data_pipelines.sources import ArrayRecordSceneSource
 from data_pipelines.synthetic import raycast, render, scenes
 from data_pipelines.synthetic.primitives import Primitive, rot_z
 from data_pipelines.synthetic.textures import Material, random_material
@@ -168,3 +169,7 @@ def test_cli_writes_scenes_and_contact_sheet(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     with pytest.raises(ValueError, match="--size"):
         render.main(["--out", str(tmp_path), "--size", "28by42"])
+    render.main(["--out", str(tmp_path / "ar"), "--scenes", "1", "--views", "2", "--size",
+                 "28x42", "--seed", "3", "--start", "1", "--format", "array_record"])
+    got = ArrayRecordSceneSource(tmp_path / "ar" / "scenes.array_record")[0]
+    np.testing.assert_array_equal(got.images, ref.images)

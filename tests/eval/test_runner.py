@@ -67,6 +67,59 @@ def _write_hiroom(root, scenes=("a/b/c", "a/b/d"), n=5, hw=(24, 32)):
     return list(scenes)
 
 
+def _write_7scenes(root, n=6, hw=(24, 32)):
+    """7Scenes layout: 7Scenes/chess/seq-01/frame-XXXXXX.{color.png,depth.png,pose.txt} (c2w)."""
+    rng = np.random.default_rng(1)
+    seq = os.path.join(root, "7Scenes", "chess", "seq-01")
+    os.makedirs(seq)
+    rots = Rotation.random(n, random_state=3).as_matrix()
+    for i in range(n):
+        stem = os.path.join(seq, f"frame-{i:06d}")
+        Image.fromarray(rng.integers(0, 255, size=hw + (3,), dtype=np.uint8)).save(
+            stem + ".color.png")
+        Image.fromarray(rng.integers(500, 4000, size=hw).astype(np.uint16)).save(
+            stem + ".depth.png")
+        c2w = np.eye(4)
+        c2w[:3, :3], c2w[:3, 3] = rots[i], rng.normal(size=3)
+        np.savetxt(stem + ".pose.txt", c2w)
+    return ["chess"]
+
+
+def _write_dtu64(root, n=5, hw=(24, 32)):
+    """DTU-64 layout: scan24/image/XXXXXXXX.png, Cameras/XXXXXXXX_cam.txt (MVSNet, w2c)."""
+    rng = np.random.default_rng(2)
+    os.makedirs(os.path.join(root, "scan24", "image"))
+    os.makedirs(os.path.join(root, "Cameras"))
+    rots = Rotation.random(n, random_state=4).as_matrix()
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, size=hw + (3,), dtype=np.uint8)).save(
+            os.path.join(root, "scan24", "image", f"{i:08d}.png"))
+        ext = np.eye(4)
+        ext[:3, :3], ext[:3, 3] = rots[i], rng.normal(size=3) * 100
+        k = "30 0 15.5\n0 30 11.5\n0 0 1"
+        rows = "\n".join(" ".join(f"{v:.12f}" for v in r) for r in ext)
+        with open(os.path.join(root, "Cameras", f"{i:08d}_cam.txt"), "w") as f:
+            f.write(f"extrinsic\n{rows}\n\nintrinsic\n{k}\n\n425 2.5\n")
+    return ["scan24"]
+
+
+@pytest.mark.parametrize("dataset,writer", [("7scenes", _write_7scenes),
+                                            ("dtu64", _write_dtu64)])
+def test_runner_other_layouts(tmp_path, dataset, writer):
+    data, out = str(tmp_path / dataset), str(tmp_path / "out")
+    scenes = writer(data)
+    agg = runner.run_benchmark(dataset, data, predictors.OraclePredictor(), out,
+                               modes=("pose", "recon_unposed"), max_frames=4, progress=False,
+                               plots=False)
+    assert agg["pose"]["mean"]["auc03"] == 1.0
+    with open(runner.scene_json_path(out, dataset, scenes[0])) as f:
+        assert json.load(f)["num_views"] == 4  # sampled down from more frames
+    if dataset == "dtu64":  # pose-only benchmark: no reconstruction entry
+        assert "recon_unposed" not in agg
+    else:
+        assert agg["recon_unposed"]["mean"]["fscore"] == 1.0
+
+
 class _Counting:
     def __init__(self, inner):
         self.inner, self.calls = inner, []
@@ -220,3 +273,38 @@ def test_colmap_pose_ground_truth_and_noise(shared_data):
     res = runner.evaluate_scene(rec, predictors.OraclePredictor(rot_noise_deg=5.0), ("pose",))
     assert res["pose"]["auc03"] == pytest.approx((n - 2) / n, abs=1e-12)
     assert res["pose"]["auc30"] < 1.0
+
+
+def test_prediction_at_lower_resolution_is_resized_back():
+    """Predictions at half resolution (K for that size) are resized back like the official
+    benchmark: nearest-neighbour depth, K rescaled. With GT depth constant on 2x2 blocks this
+    is lossless, so the scores stay perfect."""
+    from data_pipelines.record import SceneRecord
+
+    rng = np.random.default_rng(9)
+    n, h, w = 4, 12, 16
+    depth = np.repeat(np.repeat(rng.uniform(1, 3, size=(n, h // 2, w // 2)), 2, 1), 2, 2)
+    ext = np.tile(np.eye(4)[:3], (n, 1, 1))
+    ext[:, :, :3] = Rotation.random(n, random_state=9).as_matrix()
+    ext[:, :, 3] = rng.normal(size=(n, 3))
+    k = np.array([[20.0, 0, 8], [0, 20.0, 6], [0, 0, 1]])
+    rec = SceneRecord(images=np.zeros((n, h, w, 3), np.uint8), depth=depth.astype(np.float32),
+                      valid=np.ones((n, h, w), bool), intrinsics=np.tile(k, (n, 1, 1)).astype(
+                          np.float32), extrinsics=ext.astype(np.float32), dataset="synthetic",
+                      scene_id="s", is_metric=True, depth_kind="dense_gt").validate()
+    k_half = np.diag([0.5, 0.5, 1.0]) @ k
+
+    def half_res(record, kind):
+        return {"depth": record.depth[:, ::2, ::2], "extrinsics": record.extrinsics,
+                "intrinsics": np.tile(k_half, (n, 1, 1))}
+
+    res = runner.evaluate_scene(rec, half_res, ("mono", "recon_unposed", "recon_posed"))
+    assert res["mono"]["abs_rel"] == 0.0
+    assert res["recon_unposed"]["fscore"] == 1.0 and res["recon_unposed"]["acc"] < 1e-4
+    assert res["recon_posed"]["fscore"] == 1.0 and res["recon_posed"]["acc"] < 1e-4
+    depth_only = runner.evaluate_scene(rec, lambda r, k: {"depth": r.depth[:, ::2, ::2]},
+                                       ("mono",))
+    assert depth_only["mono"]["abs_rel"] == 0.0  # mono predictions need only depth
+    with pytest.raises(ValueError, match="intrinsics"):
+        runner.evaluate_scene(rec, lambda r, k: {**half_res(r, k), "intrinsics": k_half},
+                              ("recon_posed",))

@@ -1,0 +1,227 @@
+"""Jitted, cached DA3 forward for inference: joint backbone, heads in chunks of views.
+
+`Forward(config, params)(images, extrinsics, intrinsics, ...)` returns the same dict as
+`DA3(config).apply` (numpy arrays), computed in two stages for any-view models:
+
+1. **backbone stage** (one jit): camera encoder (when cameras are given) + ViT over all views
+   jointly (cross-view attention needs every view), returning the 4 out-layer features;
+2. **head stage** (one jit per chunk size): DualDPT head, camera decoder (+ ray pose, + GS head)
+   on ``chunk`` views at a time. The heads are per view, so chunking is exact; it bounds the
+   full-resolution head activations to ``chunk`` views. The last chunk is padded by repeating
+   its last view so every chunk has the same shape (no recompilation); padded outputs are
+   dropped.
+
+The stages are built from the same submodules (and parameter subtrees) as `DA3.__call__`; the
+test suite checks them against `DA3.apply`. Mono/metric and nested models run `DA3.apply` in one
+jit (no chunking).
+
+View parallelism: with ``view_parallel`` and several devices, the backbone runs on a mesh whose
+``view`` axis has the largest size V <= #devices dividing N; cross-view attention becomes
+``allgather_view`` (`da3_jax.parallel`) and the images are sharded over views. The heads then run
+with ``max_views_per_device * V`` views per chunk.
+
+Compilation cache: jitted functions are cached per (flags, chunk) here and per input shape by
+`jax.jit`; changing only image content never recompiles. ``trace_count`` counts traces (a
+trace happens exactly when jax compiles a new variant), for tests and logs.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from da3_jax.geometry import decode_pose
+from da3_jax.model import DA3
+from da3_jax.model import configs as configs_lib
+from da3_jax.model import dpt
+from da3_jax.model.camera import CameraDec, CameraEnc
+from da3_jax.model.da3 import ray_pose
+from da3_jax.model.gsdpt import GSDPT
+from da3_jax.model.vit import Backbone
+from da3_jax.parallel import attention as attn_lib
+from da3_jax.parallel import rules
+from da3_jax.parallel.mesh import make_mesh
+
+
+def _largest_divisor_at_most(n: int, k: int) -> int:
+    return max(d for d in range(1, max(1, min(n, k)) + 1) if n % d == 0)
+
+
+class Forward:
+    """Cached inference forward (see module docstring).
+
+    Args:
+      config: model config (`da3_jax.model.get_config`).
+      params: flax params of `DA3(config)`.
+      max_views_per_device: views per head chunk and device (None: all views at once).
+      view_parallel: shard views over devices; None = only when several non-CPU devices exist.
+    """
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        params,
+        max_views_per_device: int | None = None,
+        view_parallel: bool | None = None,
+    ):
+        if max_views_per_device is not None and int(max_views_per_device) < 1:
+            raise ValueError(f"max_views_per_device must be >= 1, got {max_views_per_device}")
+        self.config = config
+        self.params = params
+        self.max_views_per_device = max_views_per_device
+        devices = jax.devices()
+        if view_parallel is None:
+            view_parallel = len(devices) > 1 and devices[0].platform != "cpu"
+        self.view_parallel = bool(view_parallel)
+        self.trace_count = 0
+        self._fns: dict = {}
+        self.staged = config.kind == "anyview"
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _mesh_for(self, n: int):
+        if not self.view_parallel:
+            return None
+        v = _largest_divisor_at_most(n, len(jax.devices()))
+        if v == 1:
+            return None
+        return make_mesh({"view": v}, devices=jax.devices()[:v])
+
+    def _cfg(self, mesh) -> ml_collections.ConfigDict:
+        if mesh is None:
+            return self.config
+        cfg = ml_collections.ConfigDict(self.config.to_dict())
+        cfg.attention_impl = "allgather_view:" + attn_lib.local_impl(cfg.attention_impl)
+        return cfg
+
+    def _backbone_fn(self, mesh, ref_view_strategy: str, posed: bool):
+        key = ("backbone", mesh is not None and tuple(mesh.shape.items()), ref_view_strategy, posed)
+        if key in self._fns:
+            return self._fns[key]
+        cfg = self._cfg(mesh)
+
+        def fn(params, images, ext, k):
+            self.trace_count += 1
+            h, w = images.shape[2:4]
+            cam_token = None
+            if posed:
+                cam_token = CameraEnc(
+                    cfg.embed_dim,
+                    num_heads=cfg.cam_enc_heads,
+                    depth=cfg.cam_enc_depth,
+                    mlp_ratio=cfg.mlp_ratio,
+                    attention_impl=cfg.attention_impl,
+                ).apply({"params": params["cam_enc"]}, ext, k, (h, w))
+            return Backbone(cfg).apply(
+                {"params": params["backbone"]}, images, cam_token, ref_view_strategy
+            )
+
+        if mesh is None:
+            jitted = jax.jit(fn)
+        else:
+            shard = rules.batch_sharding(mesh, 5)
+            jitted = jax.jit(fn, in_shardings=(None, shard, None, None))
+        self._fns[key] = jitted
+        return jitted
+
+    def _head_fn(self, use_ray_pose: bool, infer_gs: bool):
+        key = ("head", use_ray_pose, infer_gs)
+        if key in self._fns:
+            return self._fns[key]
+        cfg = self.config
+        dim_in = configs_lib.head_dim_in(cfg)
+
+        def fn(params, feats, images):
+            self.trace_count += 1
+            b, c, h, w, _ = images.shape
+            tokens = [f.reshape(b * c, f.shape[2], f.shape[3]) for f, _ in feats]
+            raw = dpt.DualDPT(
+                dim_in, cfg.head_features, tuple(cfg.head_out_channels), cfg.patch_size
+            ).apply({"params": params["head"]}, tokens, (h, w))
+            out = {k: v.reshape((b, c) + v.shape[1:]) for k, v in raw.items()}
+            if cfg.cam_dec:
+                pose_enc = CameraDec().apply({"params": params["cam_dec"]}, feats[-1][1])
+                out["pose_enc"] = pose_enc
+                out["extrinsics"], out["intrinsics"] = decode_pose(pose_enc, (h, w))
+            if use_ray_pose:
+                out["extrinsics"], out["intrinsics"] = ray_pose(out["ray"], out["ray_conf"], (h, w))
+            if infer_gs:
+                gs = GSDPT(
+                    dim_in, cfg.head_features, tuple(cfg.head_out_channels),
+                    patch_size=cfg.patch_size,
+                ).apply({"params": params["gs_head"]}, tokens, (h, w),
+                        images.reshape(b * c, h, w, 3))
+                out.update({k: v.reshape((b, c) + v.shape[1:]) for k, v in gs.items()})
+            return out
+
+        jitted = jax.jit(fn)
+        self._fns[key] = jitted
+        return jitted
+
+    def _full_fn(self, ref_view_strategy: str, use_ray_pose: bool, infer_gs: bool, posed: bool):
+        key = ("full", ref_view_strategy, use_ray_pose, infer_gs, posed)
+        if key in self._fns:
+            return self._fns[key]
+        model = DA3(self.config)
+
+        def fn(params, images, ext, k):
+            self.trace_count += 1
+            return model.apply(
+                {"params": params}, images, ext if posed else None, k if posed else None,
+                ref_view_strategy=ref_view_strategy, use_ray_pose=use_ray_pose,
+                infer_gs=infer_gs,
+            )
+
+        jitted = jax.jit(fn)
+        self._fns[key] = jitted
+        return jitted
+
+    # -- call ----------------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        images: np.ndarray,
+        extrinsics: np.ndarray | None = None,
+        intrinsics: np.ndarray | None = None,
+        ref_view_strategy: str = "saddle_balanced",
+        use_ray_pose: bool = False,
+        infer_gs: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """images float32 [B, N, H, W, 3] (ImageNet-normalised); extrinsics [B, N, 4, 4] w2c
+        (already normalised) and intrinsics [B, N, 3, 3] or None. Returns numpy outputs."""
+        images = np.asarray(images, np.float32)
+        b, n, h, w, _ = images.shape
+        posed = extrinsics is not None
+        ext = None if not posed else np.asarray(extrinsics, np.float32)
+        k = None if not posed else np.asarray(intrinsics, np.float32)
+        if infer_gs and not self.config.get("gs_head", False):
+            raise ValueError(f"infer_gs=True needs a model with a GS head; {self.config.name} "
+                             "has none")
+        if not self.staged:
+            fn = self._full_fn(ref_view_strategy, use_ray_pose, infer_gs, posed)
+            out = fn(self.params, images, ext, k)
+            return {key: np.asarray(v) for key, v in out.items()}
+
+        mesh = self._mesh_for(n)
+        bb = self._backbone_fn(mesh, ref_view_strategy, posed)
+        if mesh is None:
+            feats = bb(self.params, images, ext, k)
+        else:
+            with jax.set_mesh(mesh):
+                feats = bb(self.params, images, ext, k)
+        v = 1 if mesh is None else int(dict(mesh.shape)["view"])
+        chunk = n if self.max_views_per_device is None else min(n, self.max_views_per_device * v)
+        head = self._head_fn(use_ray_pose, infer_gs)
+        pieces = []
+        for start in range(0, n, chunk):
+            idx = np.minimum(np.arange(start, start + chunk), n - 1)
+            sel = functools.partial(jnp.take, indices=jnp.asarray(idx), axis=1)
+            f_chunk = [(sel(f), sel(c)) for f, c in feats]
+            out = head(self.params, f_chunk, sel(jnp.asarray(images)))
+            keep = min(chunk, n - start)
+            pieces.append({key: np.asarray(val)[:, :keep] for key, val in out.items()})
+        return {key: np.concatenate([p[key] for p in pieces], axis=1) for key in pieces[0]}

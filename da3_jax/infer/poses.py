@@ -1,0 +1,141 @@
+"""Input cameras for inference: validation, and aligning predictions back to them.
+
+Semantics of the official API (`api.py`, DA3-official.md §3.2 / §4.3):
+
+* input extrinsics are w2c (OpenCV axes), ``[N, 4, 4]`` or ``[N, 3, 4]``; intrinsics ``[N, 3, 3]``
+  in pixels of the original images. Both or neither; one camera per view (partial poses, i.e.
+  known cameras for only some views, are rejected: the camera encoder conditions all views);
+* before conditioning, the poses are normalised (view 0 = world, median camera distance 1):
+  `da3_jax.model.normalize_input_extrinsics`;
+* after the forward, a Sim(3) is fitted between the **camera centres** of the input poses
+  (source) and of the predicted poses (target), `dst ~ s R src + t` (Umeyama,
+  `da3_jax.geometry.umeyama`); with >= 10 views RANSAC as upstream's `_ransac_align_sim3`:
+  inlier threshold = median nearest-neighbour centre distance after a first Umeyama fit,
+  10 hypotheses from subsets of max(3, ceil(N/2)) views, most inliers win (ties: smaller mean
+  error), refit on the inliers (`da3_jax.geometry.ransac_umeyama`, key 42). The random subsets
+  differ from upstream's numpy generator; results agree up to that choice.
+* ``align_to_input_scale=True``: output extrinsics = input extrinsics, depth / s;
+  False: output extrinsics = input poses mapped by the Sim(3) into the prediction's frame,
+  depth unchanged. Intrinsics = the input intrinsics after preprocessing, in both cases.
+
+Degenerate fits: with one view, or when all input centres coincide, the scale is undefined;
+then s = 1 and the Sim(3) is the rigid transform taking the (first) input camera onto the
+predicted one.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from da3_jax.geometry import (
+    camera_center,
+    ransac_umeyama,
+    to_homogeneous,
+    transform_w2c_sim3,
+    umeyama,
+    w2c_to_c2w,
+)
+
+RANSAC_MIN_VIEWS = 10
+RANSAC_ITERS = 10
+RANSAC_SEED = 42
+
+
+def validate_cameras(extrinsics, intrinsics, num_views: int):
+    """Check user cameras before any model work -> (w2c [N, 4, 4] f64, K [N, 3, 3] f64) or Nones.
+
+    Raises ValueError naming the argument: one given without the other, wrong shapes / counts,
+    partial poses (None entries or NaN rows), non-finite values, non-positive focal lengths,
+    non-rotation matrices.
+    """
+    if extrinsics is None and intrinsics is None:
+        return None, None
+    if extrinsics is None or intrinsics is None:
+        given, missing = ("extrinsics", "intrinsics") if intrinsics is None else (
+            "intrinsics", "extrinsics")
+        raise ValueError(f"{given} were given without {missing}: pass both (one camera per "
+                         "view) or neither")
+    for name, value in (("extrinsics", extrinsics), ("intrinsics", intrinsics)):
+        if isinstance(value, (list, tuple)) and any(v is None for v in value):
+            raise ValueError(f"{name}: partial poses (None for some views) are not supported; "
+                             "give a camera for every view or none at all")
+    ext = np.asarray(extrinsics, np.float64)
+    k = np.asarray(intrinsics, np.float64)
+    if ext.ndim != 3 or ext.shape[1:] not in ((3, 4), (4, 4)):
+        raise ValueError(f"extrinsics: expected shape (N, 3, 4) or (N, 4, 4) w2c, got {ext.shape}")
+    if k.ndim != 3 or k.shape[1:] != (3, 3):
+        raise ValueError(f"intrinsics: expected shape (N, 3, 3), got {k.shape}")
+    if ext.shape[0] != num_views or k.shape[0] != num_views:
+        raise ValueError(f"extrinsics/intrinsics: expected {num_views} cameras (one per image), "
+                         f"got {ext.shape[0]} extrinsics and {k.shape[0]} intrinsics")
+    bad = ~np.isfinite(ext).all(axis=(1, 2))
+    if bad.any() and not bad.all():
+        raise ValueError(f"extrinsics: views {np.flatnonzero(bad).tolist()} have no finite pose; "
+                         "partial poses are not supported (give every view a camera or none)")
+    if bad.any() or not np.isfinite(k).all():
+        raise ValueError("extrinsics/intrinsics: non-finite values")
+    if (k[:, 0, 0] <= 0).any() or (k[:, 1, 1] <= 0).any():
+        raise ValueError("intrinsics: focal lengths fx, fy must be > 0")
+    rot = ext[:, :3, :3]
+    err = np.abs(rot @ np.swapaxes(rot, 1, 2) - np.eye(3)).max()
+    if err > 1e-3 or (np.linalg.det(rot) < 0).any():
+        raise ValueError(f"extrinsics: the 3x3 blocks must be rotations (orthonormal, det +1); "
+                         f"max |R R^T - I| = {err:.2e}")
+    return np.asarray(to_homogeneous(ext.astype(np.float32)), np.float64), k
+
+
+def _nn_median(a: np.ndarray, b: np.ndarray) -> float:
+    d = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
+    return float(np.median(d.min(axis=1)))
+
+
+def fit_input_to_prediction(input_w2c: np.ndarray, pred_w2c: np.ndarray):
+    """Sim(3) ``(s, R, t)`` with ``C_pred ~ s R C_input + t`` over camera centres (see module)."""
+    src = np.asarray(camera_center(np.asarray(input_w2c, np.float32)), np.float64)
+    dst = np.asarray(camera_center(np.asarray(pred_w2c, np.float32)), np.float64)
+    n = src.shape[0]
+    spread = np.linalg.norm(src - src.mean(0), axis=-1).max()
+    if n == 1 or spread < 1e-9:
+        c2w_in = np.asarray(w2c_to_c2w(np.asarray(input_w2c[0], np.float32)), np.float64)
+        c2w_pr = np.asarray(w2c_to_c2w(np.asarray(pred_w2c[0], np.float32)), np.float64)
+        rot = c2w_pr[:3, :3] @ c2w_in[:3, :3].T
+        return 1.0, rot, dst[0] - rot @ src[0]
+    s, rot, t = umeyama(src.astype(np.float32), dst.astype(np.float32))
+    if n >= RANSAC_MIN_VIEWS:
+        aligned = float(s) * src @ np.asarray(rot, np.float64).T + np.asarray(t, np.float64)
+        thr = _nn_median(aligned, dst)
+        s, rot, t, _ = ransac_umeyama(
+            src.astype(np.float32),
+            dst.astype(np.float32),
+            jax.random.PRNGKey(RANSAC_SEED),
+            n_iter=RANSAC_ITERS,
+            sample_size=max(3, (n + 1) // 2),
+            inlier_threshold=max(thr, 1e-12),
+        )
+    return float(s), np.asarray(rot, np.float64), np.asarray(t, np.float64)
+
+
+def align_to_input(
+    depth: np.ndarray,
+    pred_w2c: np.ndarray,
+    input_w2c: np.ndarray,
+    align_to_input_scale: bool = True,
+):
+    """Official `_align_to_input_extrinsics_intrinsics` for one scene.
+
+    Args:
+      depth: [N, H, W] predicted depth; pred_w2c: [N, 3, 4]; input_w2c: [N, 4, 4].
+    Returns:
+      (depth, extrinsics [N, 3, 4], s) as described in the module docstring.
+    """
+    s, rot, t = fit_input_to_prediction(input_w2c, pred_w2c)
+    if align_to_input_scale:
+        return depth / np.float32(s), np.asarray(input_w2c[:, :3, :], np.float32), s
+    aligned = transform_w2c_sim3(
+        np.asarray(input_w2c[:, :3, :], np.float32),
+        np.float32(s),
+        rot.astype(np.float32),
+        t.astype(np.float32),
+    )
+    return depth, np.asarray(aligned, np.float32), s
