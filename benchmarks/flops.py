@@ -83,9 +83,8 @@ def dualdpt_flops(dim_in: int, f: int, ch: tuple[int, ...], ph: int, pw: int) ->
 
 
 def main(argv=None) -> None:
-    from da3_jax.model import get_config
-
     from benchmarks._common import markdown_table
+    from da3_jax.model import get_config
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="da3-small,da3-base")

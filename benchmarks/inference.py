@@ -17,9 +17,10 @@ Both sides use random fp32 weights and the same random ImageNet-normalised input
 Every (implementation, model, size, N) cell runs in its own subprocess pinned to `--threads`
 CPUs, so resident memory is that implementation's alone. After the warm-up call the process's
 peak-RSS counter is reset (/proc/self/clear_refs), so `peak GiB` is the process's peak RSS
-during the timed forwards (weights, runtime and one forward's working set; compile excluded),
-`fwd delta` is that peak minus the RSS just before the timed calls (the working set of one
-forward), and `peak incl. compile` is the whole-process peak (first call with XLA compile).
+during the timed forwards (XLA compile excluded); `peak - base` subtracts the RSS just before
+the first forward (imports, weights and inputs resident), i.e. the memory the forward adds
+(for jax this also holds allocator memory retained after compiling, roughly constant in N);
+`peak incl. compile` is the whole-process peak, first call with the XLA compile included.
 Latency is the median of `--repeats` timed calls
 after one warm-up call; each timed jax call gets a new image (same shape) and the table
 reports how many times the jitted forward was traced/compiled (1 = no recompilation when only
@@ -240,7 +241,6 @@ def main(argv=None) -> dict:
     info = _common.machine_info()
     common = ["--threads", str(a.threads), "--repeats", str(a.repeats)]
     peak = _common.run_worker(MODULE, ["--worker", "matmul", "--threads", str(a.threads)])
-    peak_gflops = peak["gflops_median"]
     results = []
     tmp = tempfile.mkdtemp(prefix="da3_bench_")
     for model in a.models.split(","):
@@ -265,9 +265,7 @@ def main(argv=None) -> dict:
                         row[impl] = _common.run_worker(MODULE, args, a.timeout)
                     except RuntimeError as e:  # e.g. out of memory at large N
                         row[impl] = {"error": str(e).splitlines()[0][:200]}
-                    print(f"# {model} {size_txt} N={n} {impl}: "
-                          f"{json.dumps({k: v for k, v in row[impl].items() if k != 'error'})[:300]}"
-                          f"{' ERROR ' + row[impl]['error'] if 'error' in row[impl] else ''}",
+                    print(f"# {model} {size_txt} N={n} {impl}: {json.dumps(row[impl])[:400]}",
                           file=sys.stderr, flush=True)
                 if a.parity and all("error" not in row.get(i, {}) for i in ("jax", "official")):
                     import numpy as np
@@ -290,7 +288,7 @@ def format_table(report: dict) -> str:
     gib = 2.0**30
     headers = ["model", "W x H", "N", "jax ms", "official ms", "speed-up", "jax compiles",
                "jax GFLOP", "jax MFU", "official MFU*", "jax peak GiB", "official peak GiB",
-               "jax fwd delta GiB", "official fwd delta GiB", "jax peak incl. compile GiB"]
+               "jax peak - base GiB", "official peak - base GiB", "jax peak incl. compile GiB"]
     parity = any("depth_rel_err" in r for r in report["rows"])
     if parity:
         headers.append("depth rel err")
@@ -308,7 +306,7 @@ def format_table(report: dict) -> str:
                 return x["timed_peak_bytes"] / gib
             if key == "all":  # whole process, any time (compile / first call included)
                 return max(x["timed_peak_bytes"], x["hwm_through_warmup_bytes"]) / gib
-            return (x["timed_peak_bytes"] - x["rss_before_timed_bytes"]) / gib
+            return (x["timed_peak_bytes"] - x["rss_before_fwd_bytes"]) / gib
 
         jm, om = ms(j), ms(o)
         flops = j.get("xla_flops", float("nan"))

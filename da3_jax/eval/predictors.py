@@ -67,28 +67,32 @@ class OraclePredictor:
 class CheckpointPredictor:
     """A da3_jax checkpoint behind the predictor protocol.
 
-    Uses `da3_jax.infer.Predictor.from_checkpoint(checkpoint, **kwargs)`; its `predict(images,
-    extrinsics=None, intrinsics=None, ref_view_strategy=...)` must return a mapping (or object)
-    with `depth`, `extrinsics` (w2c) and `intrinsics` for the processed resolution.
+    Loads with `da3_jax.infer.Predictor.from_checkpoint(checkpoint, **kwargs)` (any format it
+    accepts) and calls `predict(images, extrinsics, intrinsics, process_res=...,
+    ref_view_strategy='first')`; outputs are at the processed resolution (the runner resizes
+    them back). 'posed' passes the record's GT cameras (outputs aligned back to them, as the
+    official API does by default); 'mono' runs every view alone.
     """
 
-    def __init__(self, checkpoint: str, ref_view_strategy: str = protocols.REF_VIEW_STRATEGY,
-                 **kwargs):
-        from da3_jax.infer import Predictor  # lazy: the inference package is optional here
+    def __init__(self, checkpoint: str, process_res: int = 504,
+                 ref_view_strategy: str = protocols.REF_VIEW_STRATEGY, **kwargs):
+        from da3_jax.infer import Predictor  # lazy: heavy, and only needed for real models
 
         self.model = Predictor.from_checkpoint(checkpoint, **kwargs)
+        self.process_res = int(process_res)
         self.ref_view_strategy = ref_view_strategy
 
     def __call__(self, record, kind: str) -> dict:
         if kind == "mono":
             outs = [self._run(record.images[i:i + 1]) for i in range(record.num_views)]
-            return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+            return {"depth": np.concatenate([o["depth"] for o in outs])}
         if kind == "posed":
             return self._run(record.images, record.extrinsics, record.intrinsics)
         return self._run(record.images)
 
     def _run(self, images, extrinsics=None, intrinsics=None) -> dict:
         out = self.model.predict(images, extrinsics=extrinsics, intrinsics=intrinsics,
+                                 process_res=self.process_res,
                                  ref_view_strategy=self.ref_view_strategy)
-        get = out.get if hasattr(out, "get") else lambda k: getattr(out, k)
-        return {k: np.asarray(get(k)) for k in ("depth", "extrinsics", "intrinsics")}
+        return {k: None if getattr(out, k) is None else np.asarray(getattr(out, k))
+                for k in ("depth", "extrinsics", "intrinsics")}

@@ -23,6 +23,7 @@ from da3_jax.geometry.align import (
 from da3_jax.geometry.cameras import (
     c2w_to_w2c,
     camera_center,
+    camera_ray_map,
     camera_rays,
     crop_intrinsics,
     invert_intrinsics,
@@ -62,6 +63,7 @@ __all__ = [
     "umeyama",
     "c2w_to_w2c",
     "camera_center",
+    "camera_ray_map",
     "camera_rays",
     "check_batch_compatible",
     "check_finite",

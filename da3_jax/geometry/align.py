@@ -369,7 +369,7 @@ def normalize_scene_scale(
       ``[..., N, H, W]``; pixel_center: pixel sampling offset (see ``cameras``).
 
     Returns:
-      ``depth_n [..., N, H, W] = scale * depth`` (invalid pixels unchanged, times scale),
+      ``depth_n [..., N, H, W] = scale * depth`` (every pixel, invalid ones included),
       ``w2c_n [..., N, 3, 4] = [R_i R_ref^T | scale * (t_i - R_i R_ref^T t_ref)]`` (w2c in the
       reference frame, so ``w2c_n[ref] = [I | 0]``), and ``scale [...]``.
     """
@@ -377,7 +377,7 @@ def normalize_scene_scale(
     b_e = _check_extrinsics(extrinsics_w2c, "extrinsics_w2c")
     b_k = check_trailing_shape(intrinsics, "intrinsics", (3, 3))
     check_batch_compatible(depth=b_d, extrinsics_w2c=b_e, intrinsics=b_k)
-    if b_e[-1] != depth.shape[-3] or b_e[-1] == 0:
+    if not b_e or b_e[-1] != depth.shape[-3] or b_e[-1] == 0:
         raise ValueError(
             f"extrinsics_w2c: expected {depth.shape[-3]} views to match depth {depth.shape}, "
             f"got {extrinsics_w2c.shape}"
@@ -393,7 +393,8 @@ def normalize_scene_scale(
     r_ref = ext[..., ref_index, :3, :3]  # [..., 3, 3]
     t_ref = ext[..., ref_index, :3, 3]  # [..., 3]
     pts_ref = jnp.einsum("...ij,...vhwj->...vhwi", r_ref, pts) + t_ref[..., None, None, None, :]
-    norm = jnp.linalg.norm(pts_ref, axis=-1)
+    sq = jnp.where(valid, jnp.sum(pts_ref * pts_ref, axis=-1), 1.0)
+    norm = jnp.sqrt(sq)  # safe: no NaN gradient from invalid pixels at the origin
     cnt = jnp.sum(valid, axis=(-3, -2, -1))
     mean_norm = jnp.sum(jnp.where(valid, norm, 0.0), axis=(-3, -2, -1)) / jnp.maximum(cnt, 1)
     scale = jnp.where((cnt > 0) & (mean_norm > _TINY), 1.0 / jnp.maximum(mean_norm, _TINY), 1.0)

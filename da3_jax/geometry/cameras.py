@@ -49,6 +49,7 @@ __all__ = [
     "crop_intrinsics",
     "pixel_grid",
     "camera_rays",
+    "camera_ray_map",
     "points_from_depth_rays",
     "points_from_depth",
     "project",
@@ -218,6 +219,25 @@ def camera_rays(
     centre = jnp.broadcast_to(camera_center(ext), batch + (3,))
     origins = jnp.broadcast_to(centre[..., None, None, :], batch + (h, w, 3))
     return origins, dirs
+
+
+@checked_jit(_CAM_CHECKS, static_argnames=("image_hw", "grid_hw"))
+def camera_ray_map(
+    extrinsics_w2c: jnp.ndarray, intrinsics: jnp.ndarray, image_hw, grid_hw
+) -> jnp.ndarray:
+    """DA3 ray map ``[..., h, w, 6]`` (official channel order: direction 0:3, origin 3:6).
+
+    The supervision target of the ray head: intrinsics of the ``image_hw = (H, W)`` image are
+    rescaled to the ``grid_hw = (h, w)`` ray grid (pixel-edge, ``diag(w/W, h/H, 1) K``) and
+    rays are taken at cell centres (``pixel_center=0.5``), which is the canonical grid that
+    :func:`da3_jax.geometry.rays_to_camera` assumes. Directions are unnormalised
+    (``R^T K^{-1} [u, v, 1]``, unit camera-z); origins are the camera centre.
+    """
+    big_h, big_w = check_image_hw(image_hw, "image_hw")
+    h, w = check_image_hw(grid_hw, "grid_hw")
+    k_grid = rescale_intrinsics(intrinsics, w / big_w, h / big_h)
+    origins, dirs = camera_rays(extrinsics_w2c, k_grid, (h, w), pixel_center=0.5)
+    return jnp.concatenate([dirs, origins], axis=-1)
 
 
 @checked_jit({})

@@ -119,9 +119,12 @@ def check_intrinsics(intrinsics, name: str = "intrinsics"):
     return intrinsics
 
 
-def _hashable_static(value):
+def _hashable_static(value, name: str):
+    if not is_concrete(value):
+        raise ValueError(f"{name}: expected a static (Python) value, got a traced array")
     if isinstance(value, (list, np.ndarray, jax.Array)):
-        return tuple(np.asarray(value).tolist())
+        out = np.asarray(value).tolist()
+        return tuple(out) if isinstance(out, list) else out
     return value
 
 
@@ -152,7 +155,7 @@ def checked_jit(
                     checker(value, name)
             for name in static_argnames:
                 if name in bound.arguments:
-                    bound.arguments[name] = _hashable_static(bound.arguments[name])
+                    bound.arguments[name] = _hashable_static(bound.arguments[name], name)
             return jitted(*bound.args, **bound.kwargs)
 
         return wrapper

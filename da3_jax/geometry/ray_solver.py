@@ -43,6 +43,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from da3_jax.geometry.cameras import _rigid_inverse
 from da3_jax.geometry.checks import (
@@ -236,6 +237,14 @@ def rays_to_camera(
         check_trailing_shape(sample_table, "sample_table", (None, RANSAC_NUM_SAMPLE))
         if sample_table.ndim != 2:
             raise ValueError(f"sample_table: expected shape [n_iter, 8], got {sample_table.shape}")
+        if is_concrete(sample_table):
+            tab = np.asarray(sample_table)
+            n_pool = n_candidates(h * w)
+            if tab.size and (tab.min() < 0 or tab.max() >= n_pool):
+                raise ValueError(
+                    f"sample_table: expected indices in [0, {n_pool}), got "
+                    f"[{tab.min()}, {tab.max()}]"
+                )
         sample_table = jnp.asarray(sample_table, jnp.int32)
     ray_f = jnp.broadcast_to(jnp.asarray(ray, jnp.float32), batch + (h, w, 6)).reshape(-1, h, w, 6)
     conf_f = jnp.broadcast_to(jnp.asarray(ray_conf, jnp.float32), batch + (h, w)).reshape(-1, h, w)

@@ -35,9 +35,8 @@ import ml_collections
 import numpy as np
 
 from da3_jax.geometry import decode_pose
-from da3_jax.model import DA3
+from da3_jax.model import DA3, dpt
 from da3_jax.model import configs as configs_lib
-from da3_jax.model import dpt
 from da3_jax.model.camera import CameraDec, CameraEnc
 from da3_jax.model.da3 import ray_pose
 from da3_jax.model.gsdpt import GSDPT

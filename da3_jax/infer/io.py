@@ -147,7 +147,9 @@ def as_image_list(images) -> list:
         if len(images) == 0:
             raise ValueError("images: got an empty list")
         return list(images)
-    raise ValueError(f"images: expected a path, an array, a PIL image or a list, got {type(images)}")
+    raise ValueError(
+        f"images: expected a path, an array, a PIL image or a list, got {type(images)}"
+    )
 
 
 def check_image_size(hw, process_res: int, method: str, name: str = "image") -> None:

@@ -44,7 +44,8 @@ def align_nested(
     sky_depth_max: float = 200.0,
 ) -> dict[str, jax.Array]:
     """Scale the any-view outputs `out` to metres with the metric branch (see module doc)."""
-    out = dict(out)
+    out = {key: jnp.asarray(v) for key, v in out.items()}
+    metric = {key: jnp.asarray(v) for key, v in metric.items()}
     k = out["intrinsics"]
     focal = (k[..., 0, 0] + k[..., 1, 1]) / 2
     metric_depth = metric["depth"] * (focal[..., None, None] / focal_scale)

@@ -54,7 +54,8 @@ def latest_valid_step(manager: ocp.CheckpointManager) -> int | None:
 
 
 def _is_finalized(manager: ocp.CheckpointManager, step: int) -> bool:
-    path = ocp.path.step.build_step_path(manager.directory, ocp.path.step.standard_name_format(), step)
+    fmt = ocp.path.step.standard_name_format()
+    path = ocp.path.step.build_step_path(manager.directory, fmt, step)
     return path.exists() and ocp.path.step.is_path_finalized(path)
 
 

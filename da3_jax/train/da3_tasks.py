@@ -32,9 +32,38 @@ def build_model(config) -> DA3:
     return DA3(model_config(config))
 
 
-def _init_fn(model):
+def _init_fn(model, config):
+    """Random init, then optionally pretrained weights (``config.model.init_from``):
+
+    ``{'kind': 'dinov2', 'path': ...}`` loads DINOv2 into the backbone
+    (``da3_jax.convert.load_dinov2``); ``{'kind': 'official', 'path': model.safetensors}`` or
+    ``{'kind': 'converted', 'path': dir}`` replaces every parameter by a converted DA3 checkpoint
+    (``load_official`` / ``load_converted``; shapes must match the configured model).
+    """
+    init_from = config.model.get("init_from") or {}
+
     def init_params(rng, batch):
-        return model.init(rng, batch["images"][:1])["params"]
+        params = model.init(rng, batch["images"][:1, :1])["params"]
+        kind, path = init_from.get("kind"), init_from.get("path")
+        if not kind:
+            return params
+        from da3_jax import convert
+
+        if kind == "dinov2":
+            return convert.load_dinov2(path, model.config, params)
+        if kind == "official":
+            loaded = convert.load_official(path)[1]
+        elif kind == "converted":
+            loaded = convert.load_converted(path)[1]
+        else:
+            raise ValueError(f"config.model.init_from.kind must be dinov2|official|converted, "
+                             f"got {kind!r}")
+        want = jax.tree.map(lambda a: a.shape, params)
+        got = jax.tree.map(lambda a: a.shape, loaded)
+        if want != got:
+            raise ValueError(f"config.model.init_from.path={path!r}: parameter shapes do not "
+                             f"match model {config.model.name!r}")
+        return loaded
 
     return init_params
 
@@ -69,7 +98,7 @@ def teacher_task(config) -> Task:
         loss = losses.ssi_exp_depth_loss(out["depth"], batch["depth"], batch["valid"])
         return loss, {"loss_ssi": loss}
 
-    return Task(_init_fn(model), loss_fn, _iter_fn(config))
+    return Task(_init_fn(model, config), loss_fn, _iter_fn(config))
 
 
 def student_task(config) -> Task:
@@ -92,4 +121,4 @@ def student_task(config) -> Task:
         def eval_fn(params):
             return evaluate.evaluate_records(lambda x: predict(params, x), records)["mean"]
 
-    return Task(_init_fn(model), loss_fn, _iter_fn(config), eval_fn)
+    return Task(_init_fn(model, config), loss_fn, _iter_fn(config), eval_fn)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import grain
 import numpy as np
 
-from data_pipelines.record import SceneRecord
 from da3_jax.eval import metrics
+from data_pipelines.record import SceneRecord
 from data_pipelines.transforms import imagenet_normalize
 
 

@@ -80,7 +80,8 @@ def train(config, workdir: str, task=None, echo=print) -> TrainState:
                     f"{max_nonfinite}) by step {step}; updates were skipped, last good params "
                     f"are in {manager.directory}. Lower the learning rate or inspect the data."
                 )
-        if task.eval_fn is not None and eval_every > 0 and (step % eval_every == 0 or step == total):
+        do_eval = eval_every > 0 and (step % eval_every == 0 or step == total)
+        if task.eval_fn is not None and do_eval:
             eval_params = state.ema_params if state.ema_params is not None else state.params
             writer.write(step, task.eval_fn(eval_params), prefix="eval")
         if ckpt_every > 0 and (step % ckpt_every == 0 or step == total):

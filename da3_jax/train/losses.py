@@ -180,12 +180,15 @@ def da3_loss(outputs: dict, targets: dict, weights: LossWeights) -> tuple[jax.Ar
         ),
         "loss_grad": gradient_loss(outputs["depth"], depth, valid),
         "loss_ray": ray_loss(
-            outputs["ray"], targets["ray"], jnp.broadcast_to(cam[..., None, None], cam.shape + ray_hw)
+            outputs["ray"], targets["ray"],
+            jnp.broadcast_to(cam[..., None, None], cam.shape + tuple(ray_hw)),
         ),
         "loss_camera": camera_loss(outputs["pose_enc"], targets["pose_enc"], cam),
     }
     ray_full = resize_rays(outputs["ray"], hw)
-    points = geometry.points_from_depth_rays(outputs["depth"], ray_full[..., 3:6], ray_full[..., 0:3])
+    points = geometry.points_from_depth_rays(
+        outputs["depth"], ray_full[..., 3:6], ray_full[..., 0:3]
+    )
     terms["loss_point"] = point_loss(points, targets["points"], valid & cam[..., None, None])
     total = (
         terms["loss_depth"]

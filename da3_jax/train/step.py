@@ -28,7 +28,7 @@ def make_train_step(
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, batch, sub
         )
-        gnorm = optax.global_norm(grads)
+        gnorm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
         grads = jax.tree.map(lambda g: jnp.where(finite, g, jnp.zeros_like(g)), grads)
         updates, new_opt = tx.update(grads, state.opt_state, state.params)
@@ -55,7 +55,10 @@ def make_train_step(
         )
         metrics = dict(metrics)
         metrics.update(
-            loss=loss, grad_norm=gnorm, lr=schedule(state.step), skipped=(~finite).astype(jnp.float32)
+            loss=loss,
+            grad_norm=gnorm,
+            lr=schedule(state.step),
+            skipped=(~finite).astype(jnp.float32),
         )
         return new_state, metrics
 

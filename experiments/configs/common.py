@@ -80,5 +80,9 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def ransac_config() -> ml_collections.ConfigDict:
-    """RANSAC scale-and-shift alignment of teacher depth to sparse GT (pseudo-labelling)."""
-    return ml_collections.ConfigDict(dict(num_iters=64, threshold=0.05, min_inliers=8))
+    """RANSAC scale-and-shift alignment of teacher depth to sparse GT (pseudo-labelling).
+
+    ``threshold=None``: adaptive inlier band (3 x 1.4826 x median residual of the best
+    hypothesis, ``geometry.ransac_scale_shift``); a float is an absolute band in GT units.
+    """
+    return ml_collections.ConfigDict(dict(num_iters=128, threshold=None, min_inliers=8))

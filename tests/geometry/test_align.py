@@ -224,3 +224,16 @@ def test_normalize_scene_scale_reference():
     xw0 = (pix @ np.linalg.inv(k[0]).T * depth[0][..., None] - w2c[0, :, 3]) @ w2c[0, :, :3]
     x1 = (xw0 @ w2c[1, :, :3].T + w2c[1, :, 3]) * ref_scale
     np.testing.assert_allclose(pts_new[0, 0], x1, rtol=1e-4, atol=1e-5)
+
+
+def test_normalize_scene_scale_gradient_and_errors():
+    depth = np.ones((2, 3, 4), np.float32)
+    depth[0, 0, 0] = 0.0  # invalid pixel in the reference view sits at the origin
+    w2c = np.tile(np.eye(3, 4, dtype=np.float32), (2, 1, 1))
+    k = np.tile(np.array([[4.0, 0, 2], [0, 4, 1.5], [0, 0, 1]], np.float32), (2, 1, 1))
+    grad = jax.grad(lambda d: normalize_scene_scale(d, w2c, k)[2])(jnp.asarray(depth))
+    assert np.all(np.isfinite(np.asarray(grad)))
+    with pytest.raises(ValueError, match="extrinsics_w2c: expected 2 views"):
+        normalize_scene_scale(depth, w2c[:1], k[:1])
+    with pytest.raises(ValueError, match="ref_index"):
+        normalize_scene_scale(depth, w2c, k, ref_index=2)

@@ -83,3 +83,11 @@ def test_shape_errors_at_trace_time_and_values_skipped_under_jit():
     g = jax.jit(lambda k: camera_rays(EXT, k, (2, 2))[1])
     assert np.isnan(np.asarray(g(jnp.where(jnp.eye(3) > 0, jnp.nan, K)))).any()
     check_intrinsics(jnp.asarray(K))  # a valid K passes
+
+
+def test_static_args_normalised_or_rejected():
+    a = camera_rays(EXT, K, [2, 3])[1]  # a list is accepted as a static (h, w)
+    b = camera_rays(EXT, K, np.array([2, 3]))[1]
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ValueError, match="hw: expected a static"):
+        jax.jit(lambda hw: camera_rays(EXT, K, hw)[1])(jnp.array([2, 3]))

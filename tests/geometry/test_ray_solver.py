@@ -10,10 +10,9 @@ from depth_anything_3.utils.geometry import affine_inverse
 from scipy.spatial.transform import Rotation
 
 from da3_jax.geometry import (
-    camera_rays,
+    camera_ray_map,
     rays_to_camera,
     relative_rotation_angle,
-    rescale_intrinsics,
 )
 from da3_jax.geometry.ray_solver import n_candidates, ransac_sample_table
 
@@ -37,10 +36,21 @@ def _scene(n_views, grid_hw, seed, n_clean):
     k[:, 0, 2], k[:, 1, 2] = c[:, 0], c[:, 1]
     k[:, 2, 2] = 1
     h, w = grid_hw
-    k_grid = rescale_intrinsics(k.astype(np.float32), w / big_w, h / big_h)
-    o, d = camera_rays(w2c.astype(np.float32), k_grid, grid_hw, pixel_center=0.5)
-    d = np.array(d, np.float64) * rng.uniform(0.5, 2.0, (n_views, h, w, 1))  # scale is free
-    o = np.array(o, np.float64)
+    ray_map = np.asarray(
+        camera_ray_map(w2c.astype(np.float32), k.astype(np.float32), IMAGE_HW, grid_hw), np.float64
+    )
+    # float64 reference: cell centres (j + 0.5, i + 0.5) of K rescaled to the grid
+    k_grid = np.diag([w / big_w, h / big_h, 1.0]) @ k
+    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    pix = np.stack([u, v, np.ones_like(u)], -1)
+    m = np.swapaxes(w2c[:, :, :3], 1, 2) @ np.linalg.inv(k_grid)
+    np.testing.assert_allclose(ray_map[..., :3], np.einsum("nij,hwj->nhwi", m, pix), atol=1e-5)
+    centre = -np.einsum("nji,nj->ni", w2c[:, :, :3], w2c[:, :, 3])
+    np.testing.assert_allclose(
+        ray_map[..., 3:], np.broadcast_to(centre[:, None, None], (n_views, h, w, 3)), atol=1e-5
+    )
+    d, o = ray_map[..., :3], ray_map[..., 3:]
+    d = d * rng.uniform(0.5, 2.0, (n_views, h, w, 1))  # scale is free
     noisy = np.arange(n_views) >= n_clean
     d[noisy] += rng.normal(scale=0.005, size=d[noisy].shape)
     o[noisy] += rng.normal(scale=0.01, size=o[noisy].shape)

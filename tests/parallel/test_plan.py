@@ -22,7 +22,8 @@ def test_plan_reports_memory_and_flops(tiny_reports):
     assert sharded["tokens_per_view"] == 1 + 2 * 2
     for r in (sharded, single):
         m = r["per_device"]
-        assert m["peak_bytes"] >= m["argument_bytes"] > 4 * 0.9 * r["params"]  # fp32 params
+        # fp32 params (replicated; the unused camera encoder is pruned from the arguments)
+        assert m["peak_bytes"] >= m["argument_bytes"] > 4 * 0.5 * r["params"]
         assert r["flops_per_device"] > 0
     # views sharded 4 ways: per-device FLOPs well below the single-device program's
     assert sharded["flops_per_device"] < 0.5 * single["flops_per_device"]

@@ -42,7 +42,7 @@ CASES = [
     ({"view": 8}, "ring_view"),
     ({"data": 2, "view": 4}, "allgather_view:chunked"),
     ({"data": 2, "view": 4}, "ring_view:chunked"),
-    ({"fsdp": 2, "view": 4}, "allgather_view"),
+    ({"fsdp": 2, "view": 4}, "allgather_view:xla"),
     ({"fsdp": 2, "view": 4}, "ring_view:chunked"),
 ]
 

@@ -1,0 +1,177 @@
+"""Train-step time, examples/s, tokens/s and MFU of the da3_jax student train step.
+
+    python -m benchmarks.train_step [--models da3-tiny,da3-small] [--size 280x280]
+        [--batch 1] [--views 4] [--repeats 3] [--threads 2] [--json out.json]
+
+The step is `da3_jax.train.step.make_train_step` with the student task's loss
+(`da3_jax.train.da3_tasks.student_task`: forward with ref_view_strategy='first', targets,
+`losses.da3_loss`) and the project's AdamW (`train.optim.make_optimizer`, the experiments'
+default optimiser fields), on one batch from the grain pipeline (`data_pipelines.pipeline`,
+procedural scenes, exactly N views). The jitted step is AOT-compiled once
+(`step.lower(state, batch).compile()`) and that executable is timed (median of `--repeats`
+after one warm-up; the state is donated and threaded through, as in training).
+
+FLOPs:
+  * `XLA GFLOP/step`: `compiled.cost_analysis()['flops']` of the whole step (forward, backward,
+    loss, optimizer; XLA also counts element-wise ops);
+  * `model GFLOP/step`: 3 x the analytic forward count (`benchmarks.flops`: matmuls and convs;
+    backward = 2 x forward), the usual model-FLOPs definition;
+  * `fwd XLA / analytic`: cost analysis of the jitted forward alone vs the analytic count.
+MFU = model FLOPs / step time / measured f32 matmul peak (jitted jnp.dot, 2048^2 f32, measured
+in this process with the same threads). Examples = scenes (batch elements); tokens = B N (1 + P)
+backbone tokens per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from benchmarks import _common
+
+
+def _config(model: str):
+    import ml_collections
+
+    c = ml_collections.ConfigDict()
+    c.task = "student"
+    c.seed = 0
+    c.model = ml_collections.ConfigDict({"name": model, "overrides": {}})
+    c.loss = ml_collections.ConfigDict(dict(lambda_c=1.0, beta=1.0, alpha=1.0, ray=1.0,
+                                            point=1.0))
+    c.optim = ml_collections.ConfigDict(dict(
+        lr=1e-4, total_steps=10000, warmup_steps=100, end_lr_ratio=0.01, weight_decay=0.05,
+        b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0, backbone_regex=r"^backbone/",
+        backbone_lr_mult=0.1))
+    c.data = ml_collections.ConfigDict({"eval_sources": []})
+    return c
+
+
+def pipeline_batch(batch: int, views: int, hw: tuple[int, int]) -> dict:
+    """One batch of procedural scenes from the grain pipeline (exactly `views` views)."""
+    from data_pipelines.pipeline import PipelineConfig, make_train_iterator
+
+    cfg = PipelineConfig(batch_size=batch, image_hw=hw, min_views=views, max_views=views,
+                         synthetic_num_scenes=max(8, batch), synthetic_num_views=views + 2,
+                         synthetic_hw=hw, process_index=0, process_count=1)
+    return next(make_train_iterator(cfg))
+
+
+def bench_model(model: str, batch_np: dict, repeats: int, peak_gflops: float) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from benchmarks.flops import forward_flops
+    from da3_jax.train import da3_tasks
+    from da3_jax.train.optim import make_optimizer
+    from da3_jax.train.state import create_state
+    from da3_jax.train.step import make_train_step
+
+    config = _config(model)
+    task = da3_tasks.student_task(config)
+    batch = {k: jnp.asarray(v) for k, v in batch_np.items()}
+    b, n, h, w, _ = batch["images"].shape
+    params = jax.jit(task.init_params)(jax.random.PRNGKey(0), batch)
+    tx, schedule = make_optimizer(config.optim, params)
+    state = create_state(params, tx, jax.random.PRNGKey(1))
+    step = make_train_step(task.loss_fn, tx, schedule)
+
+    t0 = time.perf_counter()
+    compiled = step.lower(state, batch).compile()
+    compile_s = time.perf_counter() - t0
+    ca = compiled.cost_analysis()
+    ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+    xla_flops = float(ca.get("flops", float("nan")))
+    mem = compiled.memory_analysis()
+    temp_bytes = int(getattr(mem, "temp_size_in_bytes", 0))
+
+    mcfg = da3_tasks.model_config(config)
+    model_obj = da3_tasks.build_model(config)
+    fwd = jax.jit(lambda p, x: model_obj.apply({"params": p}, x, ref_view_strategy="first"))
+    fca = fwd.lower(state.params, batch["images"]).compile().cost_analysis()
+    fca = fca[0] if isinstance(fca, (list, tuple)) else fca
+    fwd_xla = float(fca.get("flops", float("nan")))
+    fwd_analytic = forward_flops(mcfg, n, (h, w), batch=b)["total"]
+
+    def run():
+        nonlocal state
+        state, metrics = compiled(state, batch)
+        jax.block_until_ready(metrics["loss"])
+
+    times = _common.timed(run, repeats, warmup=1)
+    t = _common.median(times)
+    p = (h // mcfg.patch_size) * (w // mcfg.patch_size)
+    model_flops = 3.0 * fwd_analytic
+    return {
+        "model": model, "batch": b, "views": n, "hw": [h, w], "times_s": times,
+        "step_s": t, "compile_s": compile_s, "examples_per_s": b / t,
+        "tokens_per_s": b * n * (1 + p) / t, "xla_step_flops": xla_flops,
+        "model_step_flops": model_flops, "fwd_xla_flops": fwd_xla,
+        "fwd_analytic_flops": fwd_analytic, "temp_bytes": temp_bytes,
+        "mfu_model": model_flops / t / (peak_gflops * 1e9),
+        "mfu_xla": xla_flops / t / (peak_gflops * 1e9),
+        "n_params": int(sum(x.size for x in jax.tree.leaves(state.params))),
+    }
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="da3-tiny,da3-small")
+    ap.add_argument("--size", default="280x280", help="WxH (multiples of 14)")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--views", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--json", default="")
+    a = ap.parse_args(argv)
+    if a.repeats < 3:
+        raise ValueError(f"--repeats must be >= 3; got {a.repeats}")
+    w, h = (int(v) for v in a.size.lower().split("x"))
+    if h % 14 or w % 14:
+        raise ValueError(f"--size {a.size}: W and H must be multiples of 14")
+    _common.pin_threads(a.threads)
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    info = _common.machine_info()
+    peak = _common.matmul_peak_gflops()
+    batch_np = pipeline_batch(a.batch, a.views, (h, w))
+    rows = []
+    for m in a.models.split(","):
+        r = bench_model(m, batch_np, a.repeats, peak["gflops_median"])
+        print(f"# {json.dumps(r)}", file=sys.stderr, flush=True)
+        rows.append(r)
+    peak_after = _common.matmul_peak_gflops()
+    report = {"machine": info, "machine_after": _common.machine_info(), "threads": a.threads,
+              "matmul_peak": peak, "matmul_peak_after": peak_after, "rows": rows}
+    print(format_table(report))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return report
+
+
+def format_table(report: dict) -> str:
+    headers = ["model", "params (M)", "B x N x H x W", "step s", "examples/s", "tokens/s",
+               "XLA GFLOP/step", "model GFLOP/step", "fwd XLA / analytic", "MFU (model)",
+               "MFU (XLA)", "compile s"]
+    rows = []
+    for r in report["rows"]:
+        h, w = r["hw"]
+        rows.append([r["model"], r["n_params"] / 1e6, f"{r['batch']}x{r['views']}x{h}x{w}",
+                     r["step_s"], r["examples_per_s"], r["tokens_per_s"],
+                     r["xla_step_flops"] / 1e9, r["model_step_flops"] / 1e9,
+                     r["fwd_xla_flops"] / r["fwd_analytic_flops"], r["mfu_model"],
+                     r["mfu_xla"], r["compile_s"]])
+    p0, p1 = report["matmul_peak"]["gflops_median"], report["matmul_peak_after"]["gflops_median"]
+    return "\n".join([
+        _common.machine_line(report["machine"]),
+        f"Load average at the end: {report['machine_after']['load_avg'][0]:.2f} (1 min). "
+        f"Threads: {report['threads']}. Measured f32 matmul peak (jnp.dot 2048^2): "
+        f"{p0:.1f} GFLOP/s before, {p1:.1f} GFLOP/s after (MFU uses the first).",
+        "", _common.markdown_table(headers, rows)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""`da3-jax` command line.
+
+  da3-jax predict INPUT --checkpoint CKPT --out DIR [--export npz,ply,glb,colmap,depth_vis]
+                  [--fps 1] [--process-res 504] [--process-res-method upper_bound_resize]
+                  [--max-views-per-device N] [--max-views N] [--ref-view-strategy S]
+                  [--use-ray-pose] [--model-name NAME] [--conf-thresh-percentile 40]
+                  [--num-max-points 1000000] [--infer-gs]
+  da3-jax info CKPT [--model-name NAME]
+
+INPUT is an image, a folder of images, a video (frames sampled at --fps with imageio-ffmpeg)
+or a COLMAP folder (``images/`` + ``sparse/0`` or ``sparse/``; its cameras condition the model
+and the outputs are aligned back to them). CKPT is a converted orbax folder
+(``python -m da3_jax.convert``), an official ``model.safetensors`` or a training checkpoint
+(with --model-name). Export formats are validated before the model is loaded. Exit status:
+0 on success, 1 on bad input / a failed export (the reason goes to stderr), 2 on usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import time
+
+
+def _parser() -> argparse.ArgumentParser:
+    from da3_jax.infer.export import FORMATS
+    from da3_jax.model.preprocess import METHODS
+
+    p = argparse.ArgumentParser(prog="da3-jax", description="Depth Anything 3 (JAX) inference")
+    sub = p.add_subparsers(dest="command", required=True)
+    pr = sub.add_parser("predict", help="depth + cameras for an image/folder/video/COLMAP input")
+    pr.add_argument("input", help="image, folder of images, video or COLMAP folder")
+    pr.add_argument("--checkpoint", required=True, help="converted dir, model.safetensors, ...")
+    pr.add_argument("--out", required=True, help="output directory")
+    pr.add_argument("--export", default="npz,glb",
+                    help=f"comma-separated formats from {', '.join(FORMATS)} (default npz,glb)")
+    pr.add_argument("--fps", type=float, default=1.0, help="video frame sampling rate")
+    pr.add_argument("--max-views", type=int, default=None, help="use at most this many views")
+    pr.add_argument("--process-res", type=int, default=504)
+    pr.add_argument("--process-res-method", default="upper_bound_resize", choices=METHODS)
+    pr.add_argument("--max-views-per-device", type=int, default=None,
+                    help="views per device per head chunk (bounds memory for many views)")
+    pr.add_argument("--ref-view-strategy", default="saddle_balanced",
+                    choices=("first", "middle", "saddle_balanced", "saddle_sim_range"))
+    pr.add_argument("--use-ray-pose", action="store_true")
+    pr.add_argument("--no-align-to-input-scale", action="store_true",
+                    help="COLMAP input: keep the predicted scale, map input poses into it")
+    pr.add_argument("--infer-gs", action="store_true", help="predict 3D Gaussians (GS models)")
+    pr.add_argument("--model-name", default=None, help="variant, for training checkpoints")
+    pr.add_argument("--conf-thresh-percentile", type=float, default=40.0)
+    pr.add_argument("--num-max-points", type=int, default=1_000_000)
+    info = sub.add_parser("info", help="print variant, parameter count and devices")
+    info.add_argument("checkpoint")
+    info.add_argument("--model-name", default=None)
+    return p
+
+
+@functools.lru_cache(maxsize=2)
+def load_predictor(checkpoint: str, model_name: str | None = None,
+                   max_views_per_device: int | None = None):
+    """`Predictor.from_checkpoint`, cached per arguments so repeated in-process `main` calls
+    (notebooks, tests) reuse the loaded weights and compiled functions."""
+    from da3_jax.infer.api import Predictor
+
+    return Predictor.from_checkpoint(os.path.abspath(checkpoint), config=model_name,
+                                     max_views_per_device=max_views_per_device)
+
+
+def _info(args) -> int:
+    import jax
+
+    pred = load_predictor(args.checkpoint, args.model_name)
+    print(f"variant: {pred.config.name}")
+    print(f"kind: {pred.config.kind}")
+    print(f"parameters: {pred.num_params:,}")
+    print(f"devices: {len(jax.devices())} x {jax.devices()[0].platform} "
+          f"({', '.join(str(d) for d in jax.devices())})")
+    return 0
+
+
+def _predict(args) -> int:
+    from tqdm import tqdm
+
+    from da3_jax.infer import io as io_lib
+    from da3_jax.infer.export import EXPORTERS, parse_formats
+
+    formats = parse_formats(args.export)  # before any heavy work
+    if args.max_views_per_device is not None and args.max_views_per_device < 1:
+        raise ValueError("--max-views-per-device must be >= 1")
+    inputs = io_lib.collect_inputs(args.input, fps=args.fps, max_frames=args.max_views)
+    if args.max_views is not None:
+        inputs.images = inputs.images[: args.max_views]
+        inputs.names = inputs.names[: args.max_views]
+        if inputs.extrinsics is not None:
+            inputs.extrinsics = inputs.extrinsics[: args.max_views]
+            inputs.intrinsics = inputs.intrinsics[: args.max_views]
+    print(f"input: {inputs.kind}, {len(inputs.images)} view(s)", file=sys.stderr)
+    for i, im in enumerate(inputs.images):  # size checks before loading the model
+        io_lib.check_image_size(im.shape[:2], args.process_res, args.process_res_method,
+                                name=f"{inputs.names[i]}")
+    t0 = time.time()
+    predictor = load_predictor(args.checkpoint, args.model_name, args.max_views_per_device)
+    print(f"model: {predictor.config.name} ({time.time() - t0:.1f}s to load)", file=sys.stderr)
+    t0 = time.time()
+    pred = predictor.predict(
+        inputs.images, inputs.extrinsics, inputs.intrinsics,
+        process_res=args.process_res, process_res_method=args.process_res_method,
+        ref_view_strategy=args.ref_view_strategy, use_ray_pose=args.use_ray_pose,
+        align_to_input_scale=not args.no_align_to_input_scale, infer_gs=args.infer_gs,
+    )
+    pred.image_names = list(inputs.names)
+    print(f"inference: {time.time() - t0:.1f}s, depth {pred.depth.shape}", file=sys.stderr)
+    os.makedirs(args.out, exist_ok=True)
+    pts = dict(conf_thresh_percentile=args.conf_thresh_percentile,
+               num_max_points=args.num_max_points)
+    kwargs = {"ply": pts, "glb": pts, "colmap": pts}
+    failed = []
+    for fmt in tqdm(formats, desc="export", file=sys.stderr):
+        try:
+            out = EXPORTERS[fmt](pred, args.out, **kwargs.get(fmt, {}))
+            tqdm.write(f"{fmt}: {out if isinstance(out, str) else os.path.dirname(out[0])}",
+                       file=sys.stderr)
+        except Exception as e:  # noqa: BLE001 - reported, exit status 1
+            failed.append(f"{fmt}: {type(e).__name__}: {e}")
+    if failed:
+        for f in failed:
+            print(f"error: export {f}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `da3-jax` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return _info(args) if args.command == "info" else _predict(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Shared builder of the accelerator-scale student configs (``student_da3_*.py``).
+
+Sweep knobs (``--config=experiments/configs/student_da3_large.py:KEY=VALUE,...``):
+  ``res`` (square training size, multiple of 14), ``views`` (max views per sample; the number of
+  views per batch is drawn in [1 or 2, views]), ``batch``, ``steps``, ``lr``, ``init``
+  ('dinov2' | 'official' | 'converted' | 'none'), ``init_path``, ``data`` (root with the
+  array_record files: ``synthetic/*.array_record`` and ``pseudo/*.array_record``), ``pseudo_weight``
+  (mixture weight of the pseudo-labelled real data), ``multihost``, ``runlocal`` (tiny smoke
+  settings). Scaling studies are sweeps over these, e.g. model size x ``views`` x ``steps``.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.configs import common
+
+
+def student_config(model_name: str, arg, *, lr: float, batch: int, res: int = 504):
+    a = common.parse_arg(arg, res=res, views=8, min_views=1, batch=batch, steps=200_000,
+                         lr=lr, init="dinov2", init_path="", data="gs://YOUR_BUCKET/da3_data",
+                         pseudo_weight=1.0, multihost=True, runlocal=False)
+    c = common.base_config()
+    c.name = f"student_{model_name}"
+    c.task = "student"
+    c.multihost = a.multihost
+    c.batch_size = a.batch
+    c.ema_decay = 0.9999
+    c.model = ml_collections.ConfigDict({"name": model_name, "overrides": {"dtype": "bfloat16"}})
+    c.model.init_from = ml_collections.ConfigDict(
+        {"kind": "" if a.init == "none" else a.init, "path": a.init_path})
+    c.data = ml_collections.ConfigDict()
+    c.data.train_sources = [f"{a.data}/synthetic/train.array_record",
+                            f"{a.data}/pseudo/train.array_record"]
+    c.data.weights = [1.0, a.pseudo_weight]
+    c.data.eval_sources = [f"{a.data}/synthetic/eval.array_record"]
+    c.data.pipeline = ml_collections.ConfigDict(dict(
+        image_hw=(a.res, a.res), min_views=a.min_views, max_views=a.views, num_threads=16,
+        prefetch_buffer_size=4, num_workers=8))
+    c.optim = common.optim_config(lr=a.lr, total_steps=a.steps, warmup_steps=min(2000, a.steps))
+    c.log_every, c.eval_every, c.checkpoint_every = 100, 5000, 2000
+    if a.runlocal:
+        c.multihost = False
+        c.batch_size = 2
+        c.data.pipeline.update(image_hw=(112, 112), max_views=3, num_workers=0, num_threads=1)
+        c.optim = common.optim_config(lr=a.lr, total_steps=10, warmup_steps=2)
+        c.log_every, c.eval_every, c.checkpoint_every = 1, 0, 5
+    return c
