@@ -39,6 +39,7 @@ def _config(model: str):
     c = ml_collections.ConfigDict()
     c.task = "student"
     c.seed = 0
+    c.batch_size = 1  # only read by the task's data iterator factory (unused here)
     c.model = ml_collections.ConfigDict({"name": model, "overrides": {}})
     c.loss = ml_collections.ConfigDict(dict(lambda_c=1.0, beta=1.0, alpha=1.0, ray=1.0,
                                             point=1.0))
@@ -46,7 +47,7 @@ def _config(model: str):
         lr=1e-4, total_steps=10000, warmup_steps=100, end_lr_ratio=0.01, weight_decay=0.05,
         b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0, backbone_regex=r"^backbone/",
         backbone_lr_mult=0.1))
-    c.data = ml_collections.ConfigDict({"eval_sources": []})
+    c.data = ml_collections.ConfigDict({"eval_sources": [], "pipeline": {}, "train_sources": []})
     return c
 
 

@@ -226,6 +226,8 @@ def ransac_umeyama(
 
 def _prep_maps(pred, target, mask, axis):
     check_batch_compatible(pred=pred.shape, target=target.shape)
+    if mask is not None:
+        check_batch_compatible(pred=pred.shape, target=target.shape, mask=jnp.shape(mask))
     pred = jnp.asarray(pred, jnp.float32)
     target = jnp.asarray(target, jnp.float32)
     shape = jnp.broadcast_shapes(pred.shape, target.shape)
@@ -234,6 +236,7 @@ def _prep_maps(pred, target, mask, axis):
     w = jnp.where(finite, w, 0.0)
     pred = jnp.where(finite, pred, 0.0)
     target = jnp.where(finite, target, 0.0)
+    axis = (axis,) if isinstance(axis, int) else axis
     axis = tuple(a % len(shape) for a in axis)
     return pred, target, w, axis
 

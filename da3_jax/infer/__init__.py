@@ -1,7 +1,6 @@
-"""Inference: Python API (`Predictor`, `Prediction`), input reading, exporters and the
-`da3-jax` command line (`da3_jax.infer.cli`)."""
+"""Inference: Python API (`Predictor`, `Prediction`), input reading (`io`), exporters
+(`export`: one module per format) and the `da3-jax` command line (`cli`)."""
 
 from da3_jax.infer.api import Prediction, Predictor, load_checkpoint
-from da3_jax.infer.export import FORMATS, export, parse_formats
 
-__all__ = ["FORMATS", "Prediction", "Predictor", "export", "load_checkpoint", "parse_formats"]
+__all__ = ["Prediction", "Predictor", "load_checkpoint"]

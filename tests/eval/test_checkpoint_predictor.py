@@ -43,7 +43,7 @@ def test_checkpoint_predictor_in_runner(tiny_checkpoint):
                       intrinsics=np.tile(k, (n, 1, 1)).astype(np.float32),
                       extrinsics=ext.astype(np.float32), dataset="synthetic", scene_id="s",
                       is_metric=True, depth_kind="dense_gt").validate()
-    pred = predictors.CheckpointPredictor(tiny_checkpoint, process_res=56)
+    pred = predictors.CheckpointPredictor(tiny_checkpoint, process_res=28)
     unposed = pred(rec, "unposed")
     assert unposed["depth"].shape[0] == n and unposed["depth"].shape[1:] != (h, w)
     res = runner.evaluate_scene(rec, pred, ("pose", "recon_posed"))

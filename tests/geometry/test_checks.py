@@ -73,6 +73,8 @@ def test_value_errors_outside_jit():
     check_finite(np.array([1, 2]), "ints")  # non-float arrays pass
     with pytest.raises(ValueError, match=r"mismatched batch dims.*pred \(3, 4\)"):
         fit_scale_shift(np.ones((3, 4)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match=r"mismatched batch dims.*mask \(5,\)"):
+        fit_scale_shift(np.ones((3, 4)), np.ones((3, 4)), np.ones((5,), bool))
 
 
 def test_shape_errors_at_trace_time_and_values_skipped_under_jit():

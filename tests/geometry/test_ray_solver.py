@@ -56,6 +56,8 @@ def _scene(n_views, grid_hw, seed, n_clean):
     o[noisy] += rng.normal(scale=0.01, size=o[noisy].shape)
     out = (rng.random((n_views, h, w)) < 0.2) & noisy[:, None, None]
     d[out] = rng.normal(size=(out.sum(), 3))
+    flat = (rng.random((n_views, h, w)) < 0.02) & noisy[:, None, None]
+    d[flat, 2] = 0.0  # |z| <= 1e-4: zero weight, raw x, y kept (official z-mask)
     ray = np.concatenate([d, o], -1).astype(np.float32)
     conf = rng.uniform(1.0, 3.0, (n_views, h, w)).astype(np.float32)
     return ray, conf, w2c, k

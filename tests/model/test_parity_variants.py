@@ -196,8 +196,14 @@ def test_ray_pose_conversion_matches_official_on_exact_rays():
 
 
 def test_use_ray_pose_end_to_end():
-    """DA3(use_ray_pose=True) vs the official network: outputs, and the cameras solved from the
-    same ray map with the same RANSAC sample table (upstream draws it with torch.randperm)."""
+    """DA3(use_ray_pose=True) vs the official network (use_ray_pose=True).
+
+    Upstream draws the RANSAC sample table with torch.randperm, and on random-weight ray maps
+    (nearly parallel rays, f ~ 1e3-1e4 px) RANSAC is chaotic: a 1e-6 change of the rays can pick
+    another best sample. So the cameras are compared on the *official* ray map with the same
+    table (conversion + solver), and the network's own cameras are checked to be that solver
+    applied to its ray map, which itself matches upstream to 1e-6.
+    """
     from depth_anything_3.utils.ray_utils import get_params_for_ransac
 
     net = build_official("da3-small")
@@ -211,15 +217,13 @@ def test_use_ray_pose_end_to_end():
     out = apply({"params": params}, jnp.asarray(images))
     errors = {k: rel_err(out[k], ref[k]) for k in ("depth", "depth_conf")}
     errors["ray"] = rel_err(out["ray"], ref["head_ray"])
-    e, kk = ray_pose(out["ray"], out["ray_conf"], HW, sample_table=table)
+    errors["ray_conf"] = rel_err(out["ray_conf"], ref["head_ray_conf"])
+    e, kk = ray_pose(jnp.asarray(ref["head_ray"]), jnp.asarray(ref["head_ray_conf"]), HW,
+                     sample_table=table)
     errors["extrinsics"] = rel_err(e, ref["extrinsics"])
     errors["intrinsics"] = rel_err(kk, ref["intrinsics"])
     print("use_ray_pose:", errors)
-    assert max(errors[k] for k in ("depth", "depth_conf", "ray")) <= TOL, errors
-    # Random-weight ray maps are nearly parallel (f ~ 1e4 px): the homography is ill-conditioned
-    # and float32 SVD differences reach ~2e-4 even on identical rays, hence 2e-3 here.
-    assert max(errors["extrinsics"], errors["intrinsics"]) <= 2e-3, errors
-    # The network's cameras are that solver on its own ray map (default RANSAC table).
+    assert max(errors.values()) <= TOL, errors
     e0, k0 = ray_pose(out["ray"], out["ray_conf"], HW)
     np.testing.assert_allclose(out["extrinsics"], e0, rtol=0, atol=1e-5)
     np.testing.assert_allclose(out["intrinsics"], k0, rtol=1e-5)
