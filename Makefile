@@ -13,8 +13,8 @@ $(STAMP): setup.py
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev,torch]"
 	# The official package for parity tests, without its heavy dependency list (e3nn: its
-	# Gaussian adapter rotates SH coefficients with it).
-	$(PY) -m pip install -q --no-deps depth-anything-3==0.1.1 e3nn==0.6.0 opt-einsum-fx==0.1.4
+	# Gaussian adapter rotates SH coefficients with it; evo: its pose alignment).
+	$(PY) -m pip install -q --no-deps depth-anything-3==0.1.1 e3nn==0.6.0 opt-einsum-fx==0.1.4 evo==1.38.1
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -21,6 +21,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", required=True, help="root folder of that benchmark")
     p.add_argument("--out", required=True, help="output folder (per-scene JSON, reports)")
     p.add_argument("--max-frames", type=int, default=protocols.MAX_FRAMES)
+    p.add_argument("--process-res", type=int, default=504, help="model input resolution")
     p.add_argument("--seed", type=int, default=protocols.SAMPLE_SEED)
     p.add_argument("--modes", default="pose,recon_unposed,recon_posed",
                    help=f"comma list of {','.join(runner.MODES)}")
@@ -40,7 +41,7 @@ def main(argv=None) -> int:
         predict = predictors.OraclePredictor(rot_noise_deg=a.oracle_rot_noise,
                                              depth_scale=a.oracle_depth_scale)
     else:
-        predict = predictors.CheckpointPredictor(a.checkpoint)
+        predict = predictors.CheckpointPredictor(a.checkpoint, process_res=a.process_res)
     agg = runner.run_benchmark(
         a.dataset, a.data_dir, predict, a.out, modes=runner.check_modes(a.modes),
         max_frames=a.max_frames, seed=a.seed,

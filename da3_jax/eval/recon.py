@@ -10,7 +10,8 @@ Follows the official benchmark (`depth_anything_3/bench/utils.py`, `utils/pose_a
   max(3, ceil(N / 2)) drawn with `np.random.default_rng(random_state)` (42 in the benchmark),
   inliers by same-index distance <= threshold, best by (most inliers, lowest mean inlier error);
   final refit on the best inliers when there are >= 3. The benchmark always uses RANSAC here.
-  The Umeyama solve itself is `da3_jax.geometry.umeyama`, run in float64.
+  The Umeyama solve itself is `da3_jax.geometry.umeyama` (float32 internally, so the scale
+  agrees with the official float64 `evo` solve to ~1e-6 relative); subsets are 0/1 weights.
 * **Depth scaling**: predicted depth is multiplied by the Sim(3) scale s. `recon_unposed` then
   uses the predicted intrinsics and the Sim(3)-aligned predicted extrinsics; `recon_posed` uses
   the ground-truth intrinsics and extrinsics (official `_prep_unposed` / `_prep_posed`).
@@ -26,9 +27,10 @@ Follows the official benchmark (`depth_anything_3/bench/utils.py`, `utils/pose_a
 
 The official benchmark fuses depth with an Open3D TSDF and compares against a GT mesh or fused
 cloud. Without Open3D (not a dependency) the default here is **direct point clouds**: the masked,
-scaled predicted depth and the GT depth are unprojected, voxel-downsampled (`voxel_down_sample`,
-Open3D semantics) and compared. `tsdf_points` gives the official TSDF fusion when Open3D is
-importable. Units are the GT's (metres for the benchmark datasets).
+scaled predicted depth is unprojected, voxel-downsampled (`voxel_down_sample`,
+Open3D semantics) and compared with the benchmark's GT cloud / mesh (`load_gt_points`) or, when
+the record names none, the GT depth unprojected. `tsdf_points` gives the official TSDF fusion
+when Open3D is importable. Units are the GT's (metres for the benchmark datasets).
 """
 
 from __future__ import annotations

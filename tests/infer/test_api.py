@@ -143,3 +143,39 @@ def test_bad_input_rejected_before_model_work(predictor, soh_paths, monkeypatch)
 
 def test_alignment_module_used_for_many_views():
     assert poses_lib.RANSAC_MIN_VIEWS == 10 and poses_lib.RANSAC_SEED == 42
+
+
+def test_view_parallel_matches_single_device(predictor, soh_pred, soh_paths):
+    """8 simulated devices: the 2 views sharded over a 2-way 'view' axis (all-gather attention
+    from da3_jax.parallel) give the single-device result."""
+    fwd = predictor.forward
+    assert len(jax.devices()) >= 2
+    fwd.view_parallel = True
+    try:
+        assert fwd._mesh_for(2) is not None
+        out = predictor.predict(soh_paths, process_res=PROCESS_RES)
+    finally:
+        fwd.view_parallel = False
+    np.testing.assert_allclose(out.depth, soh_pred.depth, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(out.extrinsics, soh_pred.extrinsics, rtol=2e-4, atol=2e-5)
+
+
+def test_from_training_checkpoint(predictor, tmp_path):
+    from da3_jax.infer import Predictor
+    from da3_jax.train import checkpoint as train_ckpt
+
+    params = jax.tree.map(np.asarray, predictor.params)
+    mgr = train_ckpt.make_manager(str(tmp_path), async_save=False)
+    train_ckpt.save(mgr, 7, {"params": params, "step": np.int32(7)})
+    mgr.wait_until_finished()
+    with pytest.raises(ValueError, match="config"):
+        Predictor.from_checkpoint(str(tmp_path))
+    loaded = Predictor.from_checkpoint(str(tmp_path), config=predictor.config)
+    for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not a converted checkpoint"):
+        Predictor.from_checkpoint(str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="safetensors"):
+        Predictor.from_checkpoint(str(tmp_path / "x.ckpt"), config=predictor.config) if (
+            tmp_path / "x.ckpt").write_text("x") else None

@@ -124,3 +124,18 @@ def test_reference_view_strategy_matters(model):
     out_default = apply(jnp.asarray(images))
     assert rel_err(out_default["depth"], ref_first["depth"]) > 2 * TOL
     assert rel_err(out_default["pose_enc"], ref_first["pose_enc"]) > 100 * TOL
+
+
+def test_bfloat16_backbone_stays_close(model):
+    """config.dtype='bfloat16' runs the backbone matmuls in bf16 (heads and cameras in fp32);
+    the official network in fp32 is the reference, with a bf16-sized tolerance."""
+    net, config, params, _ = model("da3-small")
+    cfg16 = config.copy_and_resolve_references()
+    cfg16.dtype = "bfloat16"
+    images, _, _ = _inputs(2, (112, 112), False, seed=7)
+    ref = run_official(net, images)
+    out = jax.jit(DA3(cfg16).apply)({"params": params}, jnp.asarray(images))
+    assert out["depth"].dtype == jnp.float32
+    err = rel_err(out["depth"], ref["depth"])
+    print(f"bf16 backbone: depth rel err {err:.1e}")
+    assert err < 2e-2
