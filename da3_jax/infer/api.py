@@ -177,6 +177,10 @@ class Predictor:
         if process_res_method not in METHODS:
             raise ValueError(f"process_res_method must be one of {METHODS}, "
                              f"got {process_res_method!r}")
+        if isinstance(process_res, bool) or not isinstance(process_res, (int, np.integer)) or (
+            process_res < io_lib.PATCH
+        ):
+            raise ValueError(f"process_res must be an int >= {io_lib.PATCH}, got {process_res!r}")
         items = io_lib.as_image_list(images)
         ext, k = poses_lib.validate_cameras(extrinsics, intrinsics, len(items))
         if ext is not None and not self._can_condition():

@@ -9,7 +9,8 @@ allocated) on a mesh of simulated CPU devices, and reports
 
   * per-device memory from ``compiled.memory_analysis()``: arguments, outputs, temporaries and
     their sum ``peak_bytes`` (the figure used for ratios and the search), and FLOPs from
-    ``compiled.cost_analysis()``;
+    ``compiled.cost_analysis()`` (XLA counts a loop body once: with the 'chunked' kernel or
+    ring attention the attention FLOPs are undercounted; use a dense kernel for FLOPs);
   * with ``--compare-single``: the same program on one device and the per-device peak ratio;
   * with ``--device-memory``: the largest view count whose per-device peak fits (exponential
     then binary search over multiples of the view-axis size; one compile per probe).

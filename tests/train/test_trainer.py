@@ -104,10 +104,17 @@ def data_path(tmp_path_factory):
 
 def test_loop_writes_metrics_and_checkpoints(tmp_path, data_path):
     config = toy_config(data_path, total_steps=6, checkpoint_every=3)
+    config.eval_every = 4
     state = loop.train(config, str(tmp_path), task=toy_task(config), echo=lambda s: None)
     assert int(state.step) == 6
     assert glob.glob(os.path.join(tmp_path, "tb", "events.out.tfevents.*"))
     rows = [json.loads(x) for x in open(os.path.join(tmp_path, "tb", "train_metrics.jsonl"))]
+    evals = [r for r in rows if r["prefix"] == "eval"]
+    rows = [r for r in rows if r["prefix"] == "train"]
+    assert [r["step"] for r in evals] == [4, 6]  # every eval_every steps and at the end
+    # the hook sees the EMA params (ema_decay=0.9 in the toy config)
+    np.testing.assert_allclose(evals[-1]["head_kernel_sum"],
+                               float(np.sum(state.ema_params["head"]["kernel"])), rtol=1e-6)
     assert [r["step"] for r in rows] == list(range(1, 7))
     for key in ("loss", "loss_mse", "grad_norm", "lr", "skipped"):
         assert all(np.isfinite(r[key]) for r in rows), key

@@ -61,7 +61,11 @@ def toy_task(config, step_sleep: float = 0.0, nan_from_step: int | None = None) 
             pcfg, [ArrayRecordSceneSource(p) for p in config.data.train_sources])
         return _Slow(it, step_sleep, nan_from_step)
 
-    return Task(lambda rng, b: model.init(rng, b["images"])["params"], loss_fn, train_iter)
+    def eval_fn(params):  # a deterministic function of the params, to check the hook's wiring
+        return {"head_kernel_sum": float(jnp.sum(params["head"]["kernel"]))}
+
+    return Task(lambda rng, b: model.init(rng, b["images"])["params"], loss_fn, train_iter,
+                eval_fn)
 
 
 class _Slow:
