@@ -56,20 +56,15 @@ def _as_w2c44(poses, name: str) -> np.ndarray:
         raise ValueError(f"{name}: need at least 2 views for relative poses, got {arr.shape[0]}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}: poses contain non-finite values")
-    out = np.zeros((arr.shape[0], 4, 4), dtype=np.float64)
-    out[:, :3, :] = arr[:, :3, :]
-    out[:, 3, 3] = 1.0
-    return out
+    with x64():
+        return np.asarray(geometry_fn("to_homogeneous")(arr[:, :3, :]), np.float64)
 
 
 def _se3_inverse(p: np.ndarray) -> np.ndarray:
-    """Closed-form inverse of rigid `[..., 4, 4]` (official `closed_form_inverse_se3`)."""
-    rt = np.swapaxes(p[..., :3, :3], -1, -2)
-    out = np.zeros_like(p)
-    out[..., :3, :3] = rt
-    out[..., :3, 3] = -np.einsum("...ij,...j->...i", rt, p[..., :3, 3])
-    out[..., 3, 3] = 1.0
-    return out
+    """Closed-form inverse of rigid `[..., 4, 4]` (official `closed_form_inverse_se3`), float64
+    `geometry.w2c_to_c2w`."""
+    with x64():
+        return np.asarray(geometry_fn("w2c_to_c2w")(p), np.float64)
 
 
 def _quaternions64(*rotmats: np.ndarray) -> list[np.ndarray]:

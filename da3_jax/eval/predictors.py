@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from da3_jax.eval import protocols, recon
+from da3_jax.eval import protocols
+from da3_jax.eval._jax import x64
 
 
 def _rotation(axis: np.ndarray, angle_deg: float) -> np.ndarray:
@@ -57,8 +58,12 @@ class OraclePredictor:
             ext[1:] = noise @ ext[1:]
         depth = np.asarray(record.depth, np.float64) * self.depth_scale
         if self.world_scale != 1.0 or self.world_rotation_deg:
+            from da3_jax import geometry
+
             rot = _rotation(rng.normal(size=3), self.world_rotation_deg)
-            ext = recon.apply_sim3_to_w2c(ext, self.world_scale, rot, rng.normal(size=3))
+            with x64():
+                ext = np.asarray(geometry.transform_w2c_sim3(
+                    ext, self.world_scale, rot, rng.normal(size=3)), np.float64)[:, :3, :]
             depth = depth * self.world_scale
         return {"depth": depth, "extrinsics": ext,
                 "intrinsics": np.asarray(record.intrinsics, np.float64)}

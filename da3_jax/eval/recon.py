@@ -10,8 +10,8 @@ Follows the official benchmark (`depth_anything_3/bench/utils.py`, `utils/pose_a
   max(3, ceil(N / 2)) drawn with `np.random.default_rng(random_state)` (42 in the benchmark),
   inliers by same-index distance <= threshold, best by (most inliers, lowest mean inlier error);
   final refit on the best inliers when there are >= 3. The benchmark always uses RANSAC here.
-  The Umeyama solve itself is `da3_jax.geometry.umeyama` (float32 internally, so the scale
-  agrees with the official float64 `evo` solve to ~1e-6 relative); subsets are 0/1 weights.
+  The protocol lives in `da3_jax.geometry.align_camera_centres_sim3` (Umeyama solves in
+  float32, so the scale agrees with the official float64 `evo` solve to ~1e-6 relative).
 * **Depth scaling**: predicted depth is multiplied by the Sim(3) scale s. `recon_unposed` then
   uses the predicted intrinsics and the Sim(3)-aligned predicted extrinsics; `recon_posed` uses
   the ground-truth intrinsics and extrinsics (official `_prep_unposed` / `_prep_posed`).
@@ -40,31 +40,7 @@ import os
 import numpy as np
 from scipy.spatial import cKDTree
 
-from da3_jax.eval._jax import bucket, geometry_fn, x64
-
-
-def _umeyama64(src: np.ndarray, dst: np.ndarray, weights=None
-               ) -> tuple[float, np.ndarray, np.ndarray]:
-    """(s, R, t) with dst ~= s R src + t over the points with weight 1 (`geometry.umeyama`).
-
-    A subset is passed as a 0/1 weight mask over all points (the weighted means and covariance
-    equal the subset's), and the arrays are zero-padded (weight 0) to `bucket(N)` points, so
-    calls share a few compiled shapes.
-    """
-    n = np.shape(src)[0]
-    m = bucket(n)
-    src_p, dst_p, w = np.zeros((m, 3)), np.zeros((m, 3)), np.zeros(m)
-    src_p[:n], dst_p[:n] = src, dst
-    w[:n] = 1.0 if weights is None else np.asarray(weights, np.float64)
-    with x64():
-        s, r, t = geometry_fn("umeyama")(src_p, dst_p, with_scale=True, weights=w)
-        return float(np.asarray(s)), np.asarray(r, np.float64), np.asarray(t, np.float64)
-
-
-def _camera_centres(w2c: np.ndarray) -> np.ndarray:
-    """Camera centres C = -R^T t of `[N, 3|4, 4]` w2c poses, float64 `[N, 3]`."""
-    w2c = np.asarray(w2c, np.float64)
-    return -np.einsum("nji,nj->ni", w2c[:, :3, :3], w2c[:, :3, 3])
+from da3_jax.eval._jax import geometry_fn, x64
 
 
 def _check_poses(w2c, name: str) -> np.ndarray:
@@ -76,20 +52,6 @@ def _check_poses(w2c, name: str) -> np.ndarray:
     return arr[:, :3, :]
 
 
-def apply_sim3_to_w2c(w2c, scale: float, rot, trans) -> np.ndarray:
-    """Map w2c cameras by the world Sim(3) x -> s R x + t; returns w2c `[N, 3, 4]` float64.
-
-    The c2w rotation becomes R R_c2w and the centre s R C + t (official `_apply_sim3_to_poses`).
-    """
-    w2c = _check_poses(w2c, "w2c")
-    rot = np.asarray(rot, np.float64)
-    r_c2w = rot @ np.swapaxes(w2c[:, :3, :3], 1, 2)
-    centre = scale * _camera_centres(w2c) @ rot.T + np.asarray(trans, np.float64)
-    r_w2c = np.swapaxes(r_c2w, 1, 2)
-    t_w2c = -np.einsum("nij,nj->ni", r_w2c, centre)
-    return np.concatenate([r_w2c, t_w2c[:, :, None]], axis=2)
-
-
 def align_cameras_sim3(pred_w2c, gt_w2c, ransac: bool = True, random_state: int | None = 42,
                        max_iters: int = 10, sub_n: int | None = None,
                        inlier_thresh: float | None = None) -> dict:
@@ -98,12 +60,16 @@ def align_cameras_sim3(pred_w2c, gt_w2c, ransac: bool = True, random_state: int 
     Args:
       pred_w2c, gt_w2c: `[N, 3|4, 4]` world-to-camera poses of the same N >= 3 views.
       ransac, random_state, max_iters, sub_n, inlier_thresh: the official
-        `align_poses_umeyama(gt, pred, ransac=True, random_state=42)` knobs (module docstring).
+        `align_poses_umeyama(gt, pred, ransac=True, random_state=42)` knobs
+        (`da3_jax.geometry.align_camera_centres_sim3`).
 
     Returns:
       dict with `scale` (float), `rotation` `[3, 3]`, `translation` `[3]` (GT = s R pred + t on
-      centres) and `aligned_w2c` `[N, 3, 4]` (predicted cameras mapped into the GT frame).
+      centres) and `aligned_w2c` `[N, 3, 4]` float64 (predicted cameras mapped into the GT frame
+      by `da3_jax.geometry.transform_w2c_sim3`).
     """
+    from da3_jax import geometry
+
     pred = _check_poses(pred_w2c, "pred_w2c")
     gt = _check_poses(gt_w2c, "gt_w2c")
     if pred.shape != gt.shape:
@@ -111,32 +77,12 @@ def align_cameras_sim3(pred_w2c, gt_w2c, ransac: bool = True, random_state: int 
     n = pred.shape[0]
     if n < 3:
         raise ValueError(f"pred_w2c: Sim(3) alignment needs >= 3 views, got {n}")
-    p_est, p_ref = _camera_centres(pred), _camera_centres(gt)
-    s, r, t = _umeyama64(p_est, p_ref)
-    if ransac:
-        rng = np.random.default_rng(random_state)
-        sub_n = max(3, (n + 1) // 2) if sub_n is None else max(3, min(sub_n, n))
-        if inlier_thresh is None:
-            aligned0 = s * p_est @ r.T + t
-            nn = np.linalg.norm(aligned0[:, None, :] - p_ref[None, :, :], axis=2).min(axis=1)
-            inlier_thresh = float(np.median(nn))
-        best_score, best_inliers = (-1, np.inf), None
-        for _ in range(max_iters):
-            sample = rng.choice(np.arange(n), size=sub_n, replace=False)
-            si, ri, ti = _umeyama64(p_est, p_ref, np.isin(np.arange(n), sample))
-            if not (np.isfinite(si) and np.all(np.isfinite(ri)) and np.all(np.isfinite(ti))):
-                continue
-            errs = np.linalg.norm(si * p_est @ ri.T + ti - p_ref, axis=1)
-            inliers = errs <= inlier_thresh
-            k = int(inliers.sum())
-            mean_err = float(errs[inliers].mean()) if k > 0 else np.inf
-            if k > best_score[0] or (k == best_score[0] and mean_err < best_score[1]):
-                best_score, best_inliers = (k, mean_err), inliers
-                s, r, t = si, ri, ti
-        if best_inliers is not None and best_inliers.sum() >= 3:
-            s, r, t = _umeyama64(p_est, p_ref, best_inliers)
-    return {"scale": s, "rotation": r, "translation": t,
-            "aligned_w2c": apply_sim3_to_w2c(pred, s, r, t)}
+    with x64():  # float64 camera centres and aligned poses
+        s, r, t = geometry.align_camera_centres_sim3(
+            pred, gt, ransac=ransac, random_state=random_state, max_iters=max_iters,
+            sub_n=sub_n, inlier_thresh=inlier_thresh)
+        aligned = np.asarray(geometry.transform_w2c_sim3(pred, s, r, t), np.float64)
+    return {"scale": s, "rotation": r, "translation": t, "aligned_w2c": aligned}
 
 
 def voxel_down_sample(points, voxel: float) -> np.ndarray:

@@ -11,6 +11,7 @@ Modules: :mod:`.rotation`, :mod:`.cameras`, :mod:`.pose_encoding`, :mod:`.ray_so
 """
 
 from da3_jax.geometry.align import (
+    align_camera_centres_sim3,
     apply_sim3,
     fit_scale,
     fit_scale_shift,
@@ -52,6 +53,7 @@ from da3_jax.geometry.rotation import (
 )
 
 __all__ = [
+    "align_camera_centres_sim3",
     "apply_sim3",
     "fit_scale",
     "fit_scale_shift",

@@ -8,12 +8,10 @@ Semantics of the official API (`api.py`, DA3-official.md §3.2 / §4.3):
 * before conditioning, the poses are normalised (view 0 = world, median camera distance 1):
   `da3_jax.model.normalize_input_extrinsics`;
 * after the forward, a Sim(3) is fitted between the **camera centres** of the input poses
-  (source) and of the predicted poses (target), `dst ~ s R src + t` (Umeyama,
-  `da3_jax.geometry.umeyama`); with >= 10 views RANSAC as upstream's `_ransac_align_sim3`:
-  inlier threshold = median nearest-neighbour centre distance after a first Umeyama fit,
-  10 hypotheses from subsets of max(3, ceil(N/2)) views, most inliers win (ties: smaller mean
-  error), refit on the inliers (`da3_jax.geometry.ransac_umeyama`, key 42). The random subsets
-  differ from upstream's numpy generator; results agree up to that choice.
+  (source) and of the predicted poses (target), `dst ~ s R src + t`, by the official
+  `align_poses_umeyama(pred, input, ransac=N >= 10, random_state=42)` protocol
+  (`da3_jax.geometry.align_camera_centres_sim3`: Umeyama, with >= 10 views RANSAC with
+  upstream's NumPy sampling).
 * ``align_to_input_scale=True``: output extrinsics = input extrinsics, depth / s;
   False: output extrinsics = input poses mapped by the Sim(3) into the prediction's frame,
   depth unchanged. Intrinsics = the input intrinsics after preprocessing, in both cases.
@@ -25,15 +23,13 @@ predicted one.
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 
 from da3_jax.geometry import (
+    align_camera_centres_sim3,
     camera_center,
-    ransac_umeyama,
     to_homogeneous,
     transform_w2c_sim3,
-    umeyama,
     w2c_to_c2w,
 )
 
@@ -85,35 +81,21 @@ def validate_cameras(extrinsics, intrinsics, num_views: int):
     return np.asarray(to_homogeneous(ext.astype(np.float32)), np.float64), k
 
 
-def _nn_median(a: np.ndarray, b: np.ndarray) -> float:
-    d = np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)
-    return float(np.median(d.min(axis=1)))
-
-
 def fit_input_to_prediction(input_w2c: np.ndarray, pred_w2c: np.ndarray):
     """Sim(3) ``(s, R, t)`` with ``C_pred ~ s R C_input + t`` over camera centres (see module)."""
-    src = np.asarray(camera_center(np.asarray(input_w2c, np.float32)), np.float64)
-    dst = np.asarray(camera_center(np.asarray(pred_w2c, np.float32)), np.float64)
+    input_w2c = np.asarray(input_w2c, np.float32)
+    pred_w2c = np.asarray(pred_w2c, np.float32)
+    src = np.asarray(camera_center(input_w2c), np.float64)
     n = src.shape[0]
     spread = np.linalg.norm(src - src.mean(0), axis=-1).max()
     if n == 1 or spread < 1e-9:
-        c2w_in = np.asarray(w2c_to_c2w(np.asarray(input_w2c[0], np.float32)), np.float64)
-        c2w_pr = np.asarray(w2c_to_c2w(np.asarray(pred_w2c[0], np.float32)), np.float64)
+        dst = np.asarray(camera_center(pred_w2c), np.float64)
+        c2w_in = np.asarray(w2c_to_c2w(input_w2c[0]), np.float64)
+        c2w_pr = np.asarray(w2c_to_c2w(pred_w2c[0]), np.float64)
         rot = c2w_pr[:3, :3] @ c2w_in[:3, :3].T
         return 1.0, rot, dst[0] - rot @ src[0]
-    s, rot, t = umeyama(src.astype(np.float32), dst.astype(np.float32))
-    if n >= RANSAC_MIN_VIEWS:
-        aligned = float(s) * src @ np.asarray(rot, np.float64).T + np.asarray(t, np.float64)
-        thr = _nn_median(aligned, dst)
-        s, rot, t, _ = ransac_umeyama(
-            src.astype(np.float32),
-            dst.astype(np.float32),
-            jax.random.PRNGKey(RANSAC_SEED),
-            n_iter=RANSAC_ITERS,
-            sample_size=max(3, (n + 1) // 2),
-            inlier_threshold=max(thr, 1e-12),
-        )
-    return float(s), np.asarray(rot, np.float64), np.asarray(t, np.float64)
+    return align_camera_centres_sim3(input_w2c, pred_w2c, ransac=n >= RANSAC_MIN_VIEWS,
+                                     random_state=RANSAC_SEED, max_iters=RANSAC_ITERS)
 
 
 def align_to_input(

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from da3_jax.geometry import decode_pose
+from da3_jax.geometry import decode_pose, rays_to_camera
 from da3_jax.model import configs as configs_lib
 from da3_jax.model import dpt
 from da3_jax.model.camera import CameraDec, CameraEnc
@@ -77,6 +77,8 @@ class DA3(nn.Module):
                 sky_depth_max=cfg.sky_depth_max,
             )
         configs_lib.validate(cfg)
+        if extrinsics is not None and not cfg.cam_enc:
+            raise ValueError(f"extrinsics given but {cfg.name!r} has no camera encoder")
         b, n, h, w, _ = images.shape
         images = images.astype(jnp.float32)
 
@@ -150,8 +152,6 @@ def ray_pose(
     `solver_kwargs` go to `geometry.rays_to_camera` (e.g. `key`, `sample_table`); the network
     uses the defaults (RANSAC table from PRNGKey(0)).
     """
-    from da3_jax.geometry.ray_solver import rays_to_camera
-
     return rays_to_camera(ray, ray_conf, image_hw, method="official", **solver_kwargs)
 
 

@@ -79,7 +79,8 @@ def _iter_fn(config):
 
     d = config.data
     pcfg = dict(d.pipeline)
-    pcfg.update(batch_size=int(config.batch_size), seed=int(config.seed))
+    per_host = int(config.batch_size) // jax.process_count()  # the pipeline loads this host's part
+    pcfg.update(batch_size=per_host, seed=int(config.seed))
 
     def make():
         sources = [ArrayRecordSceneSource(p) for p in d.train_sources]

@@ -6,6 +6,11 @@ Order of events per step: next batch -> jitted ``train_step`` (state donated) ->
 of the state and the Grain iterator. On start, the latest finalised checkpoint in
 ``<workdir>/checkpoints`` is restored automatically (params, optimizer, step, RNG, iterator), so
 killing and relaunching the same command continues the run exactly.
+
+Parallelism: with ``config.mesh_shape`` (e.g. ``{'data': -1}`` or ``{'fsdp': 8, 'view': 4}``)
+the state is placed by ``da3_jax.parallel.rules.tree_shardings`` and every host's batch becomes
+a global array (``parallel.multihost.global_batch``); ``config.batch_size`` is the global batch,
+each host loads ``batch_size / process_count`` scenes. Without it everything runs on one device.
 """
 
 from __future__ import annotations
@@ -42,6 +47,23 @@ def train(config, workdir: str, task=None, echo=print) -> TrainState:
     tx, schedule = optim.make_optimizer(config.optim, params)
     state = create_state(params, tx, state_rng, use_ema=float(config.get("ema_decay", 0.0)) > 0)
 
+    mesh = None
+    if config.get("mesh_shape"):
+        # Data / FSDP / tensor parallelism from da3_jax.parallel: params and optimizer state by
+        # the path rules, batches [B, N, ...] over (data, fsdp) (and views over 'view').
+        from da3_jax.parallel import mesh as mesh_lib
+        from da3_jax.parallel import multihost, rules
+
+        mesh = mesh_lib.mesh_from_config(config)
+        state = jax.device_put(state, rules.tree_shardings(state, mesh))
+        shard_views = bool(config.get("shard_views", False))
+
+        def place(batch):
+            return multihost.global_batch(batch, mesh, shard_views=shard_views)
+    else:
+        def place(batch):
+            return batch
+
     manager = ckpt_lib.make_manager(
         workdir,
         max_to_keep=int(config.get("keep_checkpoints", 3)),
@@ -65,8 +87,12 @@ def train(config, workdir: str, task=None, echo=print) -> TrainState:
                     disable=jax.process_index() != 0 or not config.get("progress", True))
     writer.throughput(step, batch_size)
     while step < total:
-        batch = next(data_iter)
-        state, metrics = train_step(state, batch)
+        batch = place(next(data_iter))
+        if mesh is not None:
+            with jax.set_mesh(mesh):
+                state, metrics = train_step(state, batch)
+        else:
+            state, metrics = train_step(state, batch)
         step += 1
         bar.update(1)
         if step % log_every == 0 or step == total:

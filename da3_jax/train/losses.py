@@ -133,31 +133,36 @@ def resize_rays(ray: jax.Array, hw: tuple[int, int]) -> jax.Array:
     return jax.image.resize(ray.astype(jnp.float32), shape, method="linear")
 
 
+def _affine_normalize(x: jax.Array, m: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
+    """Per map: ``(x - mean_m(x)) / mean_m|x - mean_m(x)|`` over ``[..., H, W]``; also the count."""
+    count = jnp.sum(m, axis=(-2, -1), keepdims=True)
+    mean = jnp.sum(m * x, axis=(-2, -1), keepdims=True) / jnp.maximum(count, 1.0)
+    spread = jnp.sum(m * jnp.abs(x - mean), axis=(-2, -1), keepdims=True)
+    spread = spread / jnp.maximum(count, 1.0)
+    return (x - mean) / (spread + eps), count[..., 0, 0]
+
+
 def ssi_exp_depth_loss(
     depth: jax.Array, target: jax.Array, mask: jax.Array, eps: float = 1e-6
 ) -> jax.Array:
     """Teacher loss: scale-and-shift-invariant L1 on depth from an exponential head.
 
     The teacher predicts ``depth = exp(x)`` (DA3's depth activation), so a step in ``x`` is the
-    same *relative* change at every distance. Per image, ``(s, b)`` is the masked least-squares
-    fit of ``s * depth + b`` to ``target`` (``geometry.fit_scale_shift``; gradients flow through
-    the closed form, as in MiDaS); the loss is
-    ``mean_valid |s D̂ + b - D| / mean_valid |D - mean_valid(D)|``, i.e. the L1 residual
-    relative to the target's own spread, so it is invariant to the target's scale too.
+    same *relative* change at every distance. Prediction and target are each normalised per image
+    over the mask, ``n(d) = (d - mean(d)) / mean|d - mean(d)|`` (MiDaS-style, with the mean as the
+    location), and the loss is ``mean_valid |n(D̂) - n(D)|``. ``n`` is invariant to a *positive*
+    scale and any shift, so the relative depth is determined up to ``s > 0, b`` (a least-squares
+    fit with free sign would let the network learn an anti-correlated, disparity-like map);
+    pseudo-labelling then recovers ``s, b`` with ``geometry.ransac_scale_shift``.
 
     Args: ``depth``, ``target``, ``mask`` ``[..., H, W]``. Returns a scalar (mean over images with
     at least 2 valid pixels; 0 if none).
     """
     m = mask.astype(jnp.float32)
     depth, target = _clean(depth, m, fill=1.0), _clean(target, m)
-    s, b = geometry.fit_scale_shift(depth, target, m)
-    aligned = s[..., None, None] * depth + b[..., None, None]
-    count = jnp.sum(m, axis=(-2, -1))
-    resid = jnp.sum(m * jnp.abs(aligned - target), axis=(-2, -1)) / jnp.maximum(count, 1.0)
-    mean_t = jnp.sum(m * target, axis=(-2, -1)) / jnp.maximum(count, 1.0)
-    spread = jnp.sum(m * jnp.abs(target - mean_t[..., None, None]), axis=(-2, -1))
-    spread = spread / jnp.maximum(count, 1.0)
-    per_image = resid / (spread + eps)
+    nd, count = _affine_normalize(depth, m, eps)
+    nt, _ = _affine_normalize(target, m, eps)
+    per_image = jnp.sum(m * jnp.abs(nd - nt), axis=(-2, -1)) / jnp.maximum(count, 1.0)
     ok = (count >= 2).astype(jnp.float32)
     return jnp.sum(jnp.where(ok > 0, per_image, 0.0)) / jnp.maximum(jnp.sum(ok), 1.0)
 

@@ -39,17 +39,24 @@ def require_file(path: PathLike, field: str) -> str:
     return path
 
 
-def read_rgb(path: PathLike, field: str = "image") -> np.ndarray:
-    """Reads an 8-bit colour image as uint8 RGB ``[H, W, 3]`` (grey images are repeated x3).
-
-    Raises ValueError for a missing, corrupt or truncated file.
-    """
+def _decode_image(path: PathLike, field: str, kind: str = "image") -> tuple[str, np.ndarray]:
+    """``(str(path), array)`` of an image file decoded as stored (``cv2.IMREAD_UNCHANGED``, BGR
+    channel order); ValueError naming ``field`` for a missing, corrupt or truncated file."""
     path = require_file(path, field)
     with open(path, "rb") as f:
         buf = np.frombuffer(f.read(), np.uint8)
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if img is None:
-        raise ValueError(f"{field}: {path!r} is not a readable image (corrupt or truncated)")
+        raise ValueError(f"{field}: {path!r} is not a readable {kind} (corrupt or truncated)")
+    return path, img
+
+
+def read_rgb(path: PathLike, field: str = "image") -> np.ndarray:
+    """Reads an 8-bit colour image as uint8 RGB ``[H, W, 3]`` (grey images are repeated x3).
+
+    Raises ValueError for a missing, corrupt or truncated file.
+    """
+    path, img = _decode_image(path, field)
     if img.dtype != np.uint8:
         raise ValueError(f"{field}: {path!r} has dtype {img.dtype}, expected 8-bit colour")
     if img.ndim == 2:
@@ -63,12 +70,7 @@ def read_rgb(path: PathLike, field: str = "image") -> np.ndarray:
 
 def read_png16(path: PathLike, field: str = "depth") -> np.ndarray:
     """Reads a single-channel 16-bit PNG as uint16 ``[H, W]``; ValueError if it is not one."""
-    path = require_file(path, field)
-    with open(path, "rb") as f:
-        buf = np.frombuffer(f.read(), np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-    if img is None:
-        raise ValueError(f"{field}: {path!r} is not a readable PNG (corrupt or truncated)")
+    path, img = _decode_image(path, field, "PNG")
     if img.dtype != np.uint16 or img.ndim != 2:
         raise ValueError(
             f"{field}: {path!r} must be a single-channel 16-bit PNG, got {img.dtype} {img.shape}"
@@ -78,10 +80,7 @@ def read_png16(path: PathLike, field: str = "depth") -> np.ndarray:
 
 def read_mask(path: PathLike, field: str = "mask") -> np.ndarray:
     """Reads an 8/16-bit single-channel mask PNG as its raw integer values ``[H, W]``."""
-    path = require_file(path, field)
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"{field}: {path!r} is not a readable image (corrupt or truncated)")
+    _, img = _decode_image(path, field)
     if img.ndim == 3:
         img = img[..., 0]
     return img

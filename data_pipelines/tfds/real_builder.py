@@ -34,6 +34,7 @@ import tensorflow_datasets as tfds
 
 from data_pipelines import transforms
 from data_pipelines.record import SceneRecord
+from data_pipelines.tfds.features import scene_features
 
 SPLITS = ("train", "validation", "test")
 
@@ -103,22 +104,8 @@ class RealScenes(tfds.core.GeneratorBasedBuilder):
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:
-        def tensor(shape, dtype):
-            return tfds.features.Tensor(shape=shape, dtype=dtype, encoding="zlib")
-
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "images": tensor((None, None, None, 3), np.uint8),
-                "depth": tensor((None, None, None), np.float32),
-                "valid": tensor((None, None, None), np.bool_),
-                "intrinsics": tensor((None, 3, 3), np.float32),
-                "extrinsics": tensor((None, 3, 4), np.float32),
-                "dataset": tfds.features.Text(),
-                "scene_id": tfds.features.Text(),
-                "is_metric": tfds.features.Scalar(dtype=np.bool_),
-                "depth_kind": tfds.features.Text(),
-                "provenance": tfds.features.Text(),
-            }),
+            features=scene_features(),
             supervised_keys=None,
             homepage="https://github.com/da3_jax (converted real scenes)",
         )

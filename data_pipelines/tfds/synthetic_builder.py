@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from data_pipelines.synthetic.render import render_scene
+from data_pipelines.tfds.features import scene_features
 
 
 @dataclasses.dataclass
@@ -56,24 +56,8 @@ class SyntheticScenes(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         c = self.builder_config
-        n, h, w = c.num_views, c.height, c.width
-
-        def tensor(shape, dtype):
-            return tfds.features.Tensor(shape=shape, dtype=dtype, encoding="zlib")
-
         return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "images": tensor((n, h, w, 3), np.uint8),
-                "depth": tensor((n, h, w), np.float32),
-                "valid": tensor((n, h, w), np.bool_),
-                "intrinsics": tensor((n, 3, 3), np.float32),
-                "extrinsics": tensor((n, 3, 4), np.float32),
-                "dataset": tfds.features.Text(),
-                "scene_id": tfds.features.Text(),
-                "is_metric": tfds.features.Scalar(dtype=np.bool_),
-                "depth_kind": tfds.features.Text(),
-                "provenance": tfds.features.Text(),
-            }),
+            features=scene_features(c.num_views, c.height, c.width),
             supervised_keys=None,
             homepage="https://github.com/da3_jax (embedded procedural dataset)",
         )

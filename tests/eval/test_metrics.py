@@ -8,6 +8,8 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from da3_jax.eval import metrics, recon
+from da3_jax.eval._jax import x64
+from da3_jax.geometry import transform_w2c_sim3
 
 
 def _random_w2c(rng, n, seed):
@@ -237,7 +239,8 @@ def test_sim3_ransac_alignment_matches_official(official_pose_align, n):
     # Prediction = GT in another world frame (scale 0.4, random rotation / offset), with
     # noisy centres and two gross outliers: RANSAC must reproduce the official inlier choice.
     world = Rotation.random(random_state=100 + n).as_matrix()
-    pred = recon.apply_sim3_to_w2c(gt, 0.4, world, rng.normal(size=3))
+    with x64():
+        pred = np.array(transform_w2c_sim3(gt, 0.4, world, rng.normal(size=3)), np.float64)
     pred[:, :3, 3] += rng.normal(scale=0.01, size=(n, 3))
     pred[1, :3, 3] += 3.0
     pred[3, :3, 3] -= 2.0

@@ -7,6 +7,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from da3_jax.geometry import (
+    align_camera_centres_sim3,
     apply_sim3,
     camera_center,
     fit_scale,
@@ -237,3 +238,32 @@ def test_normalize_scene_scale_gradient_and_errors():
         normalize_scene_scale(depth, w2c[:1], k[:1])
     with pytest.raises(ValueError, match="ref_index"):
         normalize_scene_scale(depth, w2c, k, ref_index=2)
+
+
+@pytest.mark.parametrize("ransac", [False, True])
+def test_align_camera_centres_sim3_matches_official(ransac):
+    """The official `align_poses_umeyama` (float64 evo Umeyama, NumPy RANSAC draws)."""
+    pose_align = pytest.importorskip("depth_anything_3.utils.pose_align")
+    rng = np.random.default_rng(7)
+    n = 12
+    dst = np.tile(np.eye(4), (n, 1, 1))
+    dst[:, :3, :3] = Rotation.random(n, random_state=7).as_matrix()
+    dst[:, :3, 3] = rng.normal(size=(n, 3))
+    s_true, r_true = 0.4, Rotation.random(random_state=8).as_matrix()
+    src = np.asarray(transform_w2c_sim3(dst.astype(np.float32), np.float32(s_true),
+                                        r_true.astype(np.float32), np.ones(3, np.float32)),
+                     np.float64)
+    src[:, :3, 3] += rng.normal(scale=0.01, size=(n, 3))
+    src[[1, 3], :3, 3] += 3.0  # gross outliers
+    r_ref, t_ref, s_ref = pose_align.align_poses_umeyama(dst, src, ransac=ransac,
+                                                         random_state=42)
+    s, rot, t = align_camera_centres_sim3(src, dst, ransac=ransac, random_state=42)
+    assert s == pytest.approx(s_ref, rel=1e-5)
+    np.testing.assert_allclose(rot, r_ref, atol=1e-5)
+    np.testing.assert_allclose(t, t_ref, atol=1e-4)
+    if ransac:  # the outliers are rejected: the inverse of the planted scale is found
+        assert s == pytest.approx(1 / s_true, rel=0.05)
+    with pytest.raises(ValueError, match="same views"):
+        align_camera_centres_sim3(src, dst[:-1])
+    with pytest.raises(ValueError, match=">= 3 views"):
+        align_camera_centres_sim3(src[:2], dst[:2], ransac=True)

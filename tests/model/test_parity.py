@@ -112,18 +112,18 @@ def test_forward_parity(model, name, n, hw, cams, strategy):
 
 
 def test_reference_view_strategy_matters(model):
-    """The N >= 3 cases are sensitive to the selected view: 'first' differs from the default."""
+    """The N >= 3 cases are sensitive to the selected view: with the official 'first' strategy
+    another view is the reference (world frame), which moves the outputs far beyond the
+    tolerance; ours (default strategy, same compiled case as above) matches the official default.
+    """
     net, _, _, apply = model("da3-small")
     images, _, _ = _inputs(4, (112, 168), False, seed=4 * 100 + 168)
     ref_first = run_official(net, images, ref_view_strategy="first")
-    out_first = apply(jnp.asarray(images), ref_view_strategy="first")
-    assert rel_err(out_first["depth"], ref_first["depth"]) <= TOL
-    assert rel_err(out_first["pose_enc"], ref_first["pose_enc"]) <= TOL
-    # Same inputs, default strategy: another view becomes the reference (world frame), which
-    # moves every output by far more than the parity tolerance.
-    out_default = apply(jnp.asarray(images))
-    assert rel_err(out_default["depth"], ref_first["depth"]) > 2 * TOL
-    assert rel_err(out_default["pose_enc"], ref_first["pose_enc"]) > 100 * TOL
+    ref_default = run_official(net, images)
+    out = apply(jnp.asarray(images))
+    assert rel_err(out["pose_enc"], ref_default["pose_enc"]) <= TOL
+    assert rel_err(out["pose_enc"], ref_first["pose_enc"]) > 100 * TOL
+    assert rel_err(out["depth"], ref_first["depth"]) > 2 * TOL
 
 
 def test_bfloat16_backbone_stays_close(model):

@@ -18,7 +18,7 @@ from torch import nn
 
 from da3_jax.convert import convert_state_dict
 from da3_jax.model import DA3, get_config, normalize_input_extrinsics
-from da3_jax.model.da3 import ray_pose
+from da3_jax.model.da3 import ray_pose as _ray_pose
 from da3_jax.model.nested import align_nested
 from tests.model._official_ref import (
     build_official,
@@ -30,6 +30,7 @@ from tests.model._official_ref import (
 )
 
 TOL = 1e-4
+ray_pose = jax.jit(_ray_pose, static_argnums=2)  # one compile per shape instead of eager ops
 # Reduced-depth copy of da3metric-large: ViT-L width (1024, 16 heads), DPT head and sky head of
 # the real config, but 6 blocks with out_layers (1, 3, 4, 5) instead of 24 / (4, 11, 17, 23).
 METRIC_DEPTH, METRIC_OUT = 6, (1, 3, 4, 5)
@@ -261,3 +262,19 @@ def test_normalize_input_extrinsics_matches_api(n):
     ours34 = normalize_input_extrinsics(jnp.asarray(ext[..., :3, :]))
     assert ours34.shape == (1, n, 3, 4)
     np.testing.assert_allclose(ours34, np.asarray(ours)[..., :3, :], atol=1e-6)
+
+
+def test_bad_inputs_are_rejected():
+    images = jnp.zeros((1, 2, 28, 28, 3))
+    ext = jnp.broadcast_to(jnp.eye(4), (1, 2, 4, 4))
+    k = jnp.broadcast_to(jnp.eye(3), (1, 2, 3, 3))
+    with pytest.raises(ValueError, match="no camera encoder"):
+        DA3(_metric_config()).apply({"params": {}}, images, ext, k)
+    with pytest.raises(ValueError, match="together"):
+        DA3(get_config("da3-small")).apply({"params": {}}, images, ext)
+    with pytest.raises(ValueError, match=r"\[B, N, H, W, 3\]"):
+        DA3(get_config("da3-small")).apply({"params": {}}, images[0])
+    with pytest.raises(ValueError, match="ref_view_strategy"):
+        DA3(get_config("da3-small")).apply({"params": {}}, images, ref_view_strategy="last")
+    with pytest.raises(ValueError, match="multiples of 14"):
+        DA3(get_config("da3-small")).apply({"params": {}}, jnp.zeros((1, 2, 30, 28, 3)))

@@ -85,8 +85,17 @@ def test_ssi_loss_is_affine_invariant_and_hand_checked():
     t = jnp.asarray(rng.random((2, 1, 5, 5)) + 1.0, jnp.float32)
     m = jnp.asarray(rng.random((2, 1, 5, 5)) > 0.3)
     np.testing.assert_allclose(losses.ssi_exp_depth_loss(3.0 * t + 2.0, t, m), 0.0, atol=1e-5)
-    # Hand case: pred constant -> (s, b) = (0, mean); loss = mean|t - mean| / spread = 1.
+    # Hand case: constant pred normalises to 0, so loss = mean|n(t)| = 1 by construction of n.
     np.testing.assert_allclose(losses.ssi_exp_depth_loss(jnp.ones_like(t), t, m), 1.0, rtol=1e-5)
+    # A negative scale is *not* invariant: n(-t) = -n(t), loss = 2 mean|n(t)| = 2.
+    np.testing.assert_allclose(losses.ssi_exp_depth_loss(5.0 - t, t, m), 2.0, rtol=1e-5)
+    # Hand case on one 1x4 map: t = [1, 2, 3, 6] (mean 3, spread 1.5), pred = [1, 1, 1, 2]
+    # (mean 1.25, spread 0.375): n(t) = [-4/3, -2/3, 0, 2], n(p) = [-2/3, -2/3, -2/3, 2].
+    t1 = jnp.array([[[1.0, 2.0, 3.0, 6.0]]])
+    p1 = jnp.array([[[1.0, 1.0, 1.0, 2.0]]])
+    want = (2 / 3 + 0 + 2 / 3 + 0) / 4
+    np.testing.assert_allclose(losses.ssi_exp_depth_loss(p1, t1, jnp.ones_like(t1, bool)), want,
+                               rtol=1e-5)
     g = jax.grad(lambda d: losses.ssi_exp_depth_loss(d, t, m))(t**2)
     assert np.all(np.isfinite(np.asarray(g))) and float(jnp.abs(g).max()) > 0
 

@@ -129,3 +129,18 @@ def test_loop_stops_after_consecutive_nonfinite(tmp_path, data_path):
         loop.train(config, str(tmp_path), task=task, echo=lambda s: None)
     rows = [json.loads(x) for x in open(os.path.join(tmp_path, "tb", "train_metrics.jsonl"))]
     assert [r["skipped"] for r in rows] == [0.0, 0.0, 1.0, 1.0, 1.0]
+
+
+def test_data_parallel_mesh_matches_single_device(tmp_path, data_path):
+    """Same toy run on the 8 simulated devices (batch over 'data') and on one device."""
+    results = []
+    for name, mesh_shape in (("one", None), ("mesh", {"data": -1})):
+        config = toy_config(data_path, total_steps=3, checkpoint_every=0)
+        config.batch_size = 8
+        config.mesh_shape = mesh_shape
+        state = loop.train(config, str(tmp_path / name), task=toy_task(config),
+                           echo=lambda s: None)
+        results.append(state)
+    assert len(results[1].params["head"]["kernel"].sharding.device_set) == jax.device_count()
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
+                 results[0].params, results[1].params)

@@ -19,7 +19,7 @@ import os
 import numpy as np
 import trimesh
 
-from da3_jax.infer.export.points import glb_conf_threshold, world_points
+from da3_jax.infer.export.points import confident_points, subsample_points
 
 
 def _hom(ext: np.ndarray) -> np.ndarray:
@@ -63,17 +63,11 @@ def _scene_scale(points: np.ndarray) -> float:
 def export_glb(prediction, export_dir: str, conf_thresh_percentile: float = 40.0,
                num_max_points: int = 1_000_000, show_cameras: bool = True,
                camera_size: float = 0.03) -> str:
-    if prediction.extrinsics is None or prediction.intrinsics is None:
-        raise ValueError("glb export needs cameras (extrinsics and intrinsics)")
-    thr = glb_conf_threshold(prediction.conf, prediction.sky, lower_pct=conf_thresh_percentile)
-    pts, cols, _ = world_points(prediction.depth, prediction.extrinsics, prediction.intrinsics,
-                                prediction.processed_images, prediction.conf, thr)
-    a = alignment_transform(prediction.extrinsics[0], pts)
+    pts, cols = confident_points(prediction, conf_thresh_percentile, "glb")
+    a = alignment_transform(prediction.extrinsics[0], pts)  # centred on the median of all points
+    pts, cols = subsample_points(pts, cols, num_max_points)
     if len(pts):
         pts = trimesh.transform_points(pts, a).astype(np.float32)
-    if len(pts) > num_max_points:
-        keep = np.sort(np.random.default_rng(0).choice(len(pts), num_max_points, replace=False))
-        pts, cols = pts[keep], cols[keep]
     scene = trimesh.Scene()
     scene.metadata["hf_alignment"] = a
     if len(pts):

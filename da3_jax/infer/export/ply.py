@@ -14,19 +14,13 @@ import os
 import numpy as np
 from plyfile import PlyData, PlyElement
 
-from da3_jax.infer.export.points import glb_conf_threshold, world_points
+from da3_jax.infer.export.points import confident_points, subsample_points
 
 
 def export_ply(prediction, export_dir: str, conf_thresh_percentile: float = 40.0,
                num_max_points: int = 1_000_000) -> str:
-    if prediction.extrinsics is None or prediction.intrinsics is None:
-        raise ValueError("ply export needs cameras (extrinsics and intrinsics)")
-    thr = glb_conf_threshold(prediction.conf, prediction.sky, lower_pct=conf_thresh_percentile)
-    pts, cols, _ = world_points(prediction.depth, prediction.extrinsics, prediction.intrinsics,
-                                prediction.processed_images, prediction.conf, thr)
-    if len(pts) > num_max_points:
-        keep = np.sort(np.random.default_rng(0).choice(len(pts), num_max_points, replace=False))
-        pts, cols = pts[keep], cols[keep]
+    pts, cols = confident_points(prediction, conf_thresh_percentile, "ply")
+    pts, cols = subsample_points(pts, cols, num_max_points)
     vert = np.empty(len(pts), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
                                      ("red", "u1"), ("green", "u1"), ("blue", "u1")])
     vert["x"], vert["y"], vert["z"] = pts[:, 0], pts[:, 1], pts[:, 2]

@@ -1,5 +1,8 @@
 """Depth maps -> coloured world points (shared by the ply, glb and colmap exporters).
 
+`confident_points` / `subsample_points`: the confidence filter and the seed-0 subsample of the
+ply and glb exporters.
+
 Unprojection is `da3_jax.geometry.points_from_depth` with integer pixel indices
 (``pixel_center=0``), as the official `_depths_to_world_points_with_colors`: for pixel (row i,
 column j), ``X_cam = depth * K^-1 [j, i, 1]``, ``X_world = R^T (X_cam - t)``.
@@ -41,3 +44,23 @@ def world_points(depth, extrinsics, intrinsics, images_u8, conf=None, conf_thres
         valid &= conf >= conf_thresh
     idx = np.argwhere(valid).astype(np.int32)
     return pts[valid].astype(np.float32), images_u8[valid].astype(np.uint8), idx
+
+
+def confident_points(prediction, conf_thresh_percentile: float, fmt: str):
+    """World points ``[M, 3]`` float32 and colours ``[M, 3]`` uint8 of a prediction's pixels with
+    conf >= `glb_conf_threshold` (lower percentile `conf_thresh_percentile`); ValueError naming
+    the export format `fmt` when the prediction has no cameras."""
+    if prediction.extrinsics is None or prediction.intrinsics is None:
+        raise ValueError(f"{fmt} export needs cameras (extrinsics and intrinsics)")
+    thr = glb_conf_threshold(prediction.conf, prediction.sky, lower_pct=conf_thresh_percentile)
+    pts, cols, _ = world_points(prediction.depth, prediction.extrinsics, prediction.intrinsics,
+                                prediction.processed_images, prediction.conf, thr)
+    return pts, cols
+
+
+def subsample_points(pts: np.ndarray, cols: np.ndarray, num_max_points: int):
+    """At most `num_max_points` rows of ``(pts, cols)``: a seed-0 random choice, order kept."""
+    if len(pts) > num_max_points:
+        keep = np.sort(np.random.default_rng(0).choice(len(pts), num_max_points, replace=False))
+        pts, cols = pts[keep], cols[keep]
+    return pts, cols
