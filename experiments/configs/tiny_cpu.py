@@ -48,8 +48,9 @@ def get_config(arg=None):
         c.batch_size = 8
         c.optim = common.optim_config(lr=1e-3, total_steps=steps or 200, warmup_steps=20)
     elif a.stage == "student":
+        c.loss.beta = 5.0  # pose is the slowest thing to learn from scratch in a few hundred steps
         c.data.train_sources.append(os.path.join(a.data, "pseudo.array_record"))
-        c.optim = common.optim_config(lr=1e-3, total_steps=steps or 500, warmup_steps=30)
+        c.optim = common.optim_config(lr=1e-3, total_steps=steps or 800, warmup_steps=30)
     elif a.stage == "pseudo_label":
         c.teacher = ml_collections.ConfigDict()
         c.teacher.workdir = a.teacher_workdir
