@@ -26,7 +26,9 @@ after one warm-up call; each timed jax call gets a new image (same shape) and th
 reports how many times the jitted forward was traced/compiled (1 = no recompilation when only
 the image content changes). `model GFLOP` is XLA's cost analysis of the jitted forward
 (`jitted.lower(...).cost_analysis()`), `MFU` = GFLOP / latency / measured matmul peak
-(jnp.dot 2048^2 f32, measured in a child with the same thread count).
+(jnp.dot 2048^2 f32, measured in a child with the same thread count). `CPU s` is the
+process CPU time of one forward (all threads; less sensitive to other load on the machine than
+wall time, but it includes thread-pool spinning).
 """
 
 from __future__ import annotations
@@ -104,12 +106,13 @@ def worker_official(a) -> dict:
     hwm_warmup = _common.vm_hwm_bytes()
     reset = _common.reset_peak_rss()
     rss_steady = _common.vm_rss_bytes()
-    times = []
+    times, cpu = [], []
     for x in xs[1:]:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fwd(x)
         times.append(time.perf_counter() - t0)
-    res = {"impl": "official", "times_s": times, "first_call_s": first,
+        cpu.append(time.process_time() - c0)
+    res = {"impl": "official", "times_s": times, "cpu_s": cpu, "first_call_s": first,
            "rss_before_fwd_bytes": rss_before, "hwm_through_warmup_bytes": hwm_warmup,
            "peak_reset": reset, "rss_before_timed_bytes": rss_steady,
            "timed_peak_bytes": _common.vm_hwm_bytes(), "torch_threads": torch.get_num_threads()}
@@ -163,13 +166,14 @@ def worker_jax(a) -> dict:
     del out  # keep only the timed calls' outputs resident, as on the torch side
     reset = _common.reset_peak_rss()
     rss_steady = _common.vm_rss_bytes()
-    times = []
+    times, cpu = [], []
     for x in xs[1:]:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = jax.block_until_ready(fwd(params, x))
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         del out
-    res = {"impl": "jax", "times_s": times, "first_call_s": first,
+    res = {"impl": "jax", "times_s": times, "cpu_s": cpu, "first_call_s": first,
            "rss_before_fwd_bytes": rss_before, "hwm_through_warmup_bytes": hwm_warmup,
            "peak_reset": reset, "rss_before_timed_bytes": rss_steady,
            "timed_peak_bytes": _common.vm_hwm_bytes(),
@@ -286,7 +290,8 @@ def main(argv=None) -> dict:
 def format_table(report: dict) -> str:
     peak = report["matmul_peak"]["gflops_median"]
     gib = 2.0**30
-    headers = ["model", "W x H", "N", "jax ms", "official ms", "speed-up", "jax compiles",
+    headers = ["model", "W x H", "N", "jax ms", "official ms", "speed-up", "jax CPU s",
+               "official CPU s", "jax compiles",
                "jax GFLOP", "jax MFU", "official MFU*", "jax peak GiB", "official peak GiB",
                "jax peak - base GiB", "official peak - base GiB", "jax peak incl. compile GiB"]
     parity = any("depth_rel_err" in r for r in report["rows"])
@@ -310,7 +315,10 @@ def format_table(report: dict) -> str:
 
         jm, om = ms(j), ms(o)
         flops = j.get("xla_flops", float("nan"))
-        row = [r["model"], r["size"], r["views"], jm, om, om / jm,
+        def cpu(x):
+            return _common.median(x["cpu_s"]) if "cpu_s" in x else float("nan")
+
+        row = [r["model"], r["size"], r["views"], jm, om, om / jm, cpu(j), cpu(o),
                j.get("traces", "n/a"), flops / 1e9,
                flops / (jm * 1e-3) / (peak * 1e9), flops / (om * 1e-3) / (peak * 1e9),
                mem(j, "peak"), mem(o, "peak"), mem(j, "delta"), mem(o, "delta"),
