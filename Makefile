@@ -21,7 +21,7 @@ install: $(STAMP)
 
 test: install
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n 2 --durations=15 tests
+	$(PY) -m pytest -n 2 --dist loadfile --durations=20 tests
 
 demo: install
 	$(PY) -m experiments.demo --workdir=runs/demo
