@@ -82,6 +82,22 @@ def dualdpt_flops(dim_in: int, f: int, ch: tuple[int, ...], ph: int, pw: int) ->
     return fl
 
 
+# Dense peak throughput (FLOP/s) from the vendors' data sheets (no sparsity).
+ACCELERATORS = {
+    "H100 SXM bf16": 989e12,
+    "H100 SXM tf32": 495e12,
+    "A100 bf16": 312e12,
+    "TPU v5e bf16": 197e12,
+    "TPU v5p bf16": 459e12,
+}
+
+
+def estimate_table(flops: float, mfus=(0.3, 0.5)) -> list[list]:
+    """Rows [accelerator, peak TFLOP/s, ms at 100 % of peak, ms at each assumed MFU]."""
+    return [[name, peak / 1e12, flops / peak * 1e3] + [flops / (peak * m) * 1e3 for m in mfus]
+            for name, peak in ACCELERATORS.items()]
+
+
 def main(argv=None) -> None:
     from benchmarks._common import markdown_table
     from da3_jax.model import get_config
@@ -90,6 +106,8 @@ def main(argv=None) -> None:
     ap.add_argument("--models", default="da3-small,da3-base")
     ap.add_argument("--views", default="1,4")
     ap.add_argument("--size", default="518x518", help="WxH")
+    ap.add_argument("--estimate", action="store_true",
+                    help="also print ESTIMATED accelerator times (forward, and train step = 3x)")
     a = ap.parse_args(argv)
     w, h = (int(v) for v in a.size.split("x"))
     rows = []
@@ -101,6 +119,14 @@ def main(argv=None) -> None:
             f = forward_flops(cfg, n, (h, w))
             rows.append([m, a.size, n] + [f[x] / 1e9 for x in parts])
     print(markdown_table(["model", "W x H", "N"] + [f"{x} GFLOP" for x in parts], rows))
+    if a.estimate:
+        print("\nESTIMATES (not measured): time = FLOPs / (peak x MFU); matmul/conv FLOPs only.")
+        for row in rows:
+            fwd = row[-1] * 1e9
+            for what, fl in (("forward", fwd), ("train step (3x fwd)", 3 * fwd)):
+                print(f"\n{row[0]}, {row[1]}, N={row[2]}, {what}: {fl / 1e9:.0f} GFLOP\n")
+                print(markdown_table(["accelerator", "peak TFLOP/s", "ms @ 100 %",
+                                      "ms @ 30 % MFU", "ms @ 50 % MFU"], estimate_table(fl)))
 
 
 if __name__ == "__main__":

@@ -140,6 +140,10 @@ def worker_jax(a) -> dict:
         params = None
     if a.attention_impl:
         cfg.attention_impl = a.attention_impl
+    if a.attention_override == "qblock":
+        from benchmarks import attention_proto
+
+        attention_proto.install()
     model = DA3(cfg)
     if params is None:
         params = jax.jit(model.init)(jax.random.PRNGKey(0),
@@ -153,6 +157,10 @@ def worker_jax(a) -> dict:
 
     fwd = jax.jit(forward)
     xs = [jax.device_put(_inputs(a.views, hw, s)) for s in range(a.repeats + 1)]
+    if a.compile_only:  # fills the persistent compilation cache (JAX_COMPILATION_CACHE_DIR)
+        t0 = time.perf_counter()
+        fwd.lower(params, xs[0]).compile()
+        return {"impl": "jax", "compile_s": time.perf_counter() - t0}
     flops = float("nan")
     if not a.no_cost_analysis:
         ca = fwd.lower(params, xs[0]).cost_analysis()
@@ -200,7 +208,9 @@ def worker_main(argv) -> None:
     ap.add_argument("--load-weights", default="")
     ap.add_argument("--dump", default="")
     ap.add_argument("--attention-impl", default="")
+    ap.add_argument("--attention-override", default="", choices=("", "qblock"))
     ap.add_argument("--no-cost-analysis", action="store_true")
+    ap.add_argument("--compile-only", action="store_true")
     a = ap.parse_args(argv)
     _common.pin_threads(a.threads)
     if a.worker in ("jax", "matmul"):
@@ -232,14 +242,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--parity", action="store_true",
                     help="same (converted) weights on both sides; compare depth")
     ap.add_argument("--attention-impl", default="", help="override config.attention_impl")
+    ap.add_argument("--jax-attention-override", default="", choices=("", "qblock"),
+                    help="benchmark-only prototype kernel (benchmarks/attention_proto.py)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per worker")
     ap.add_argument("--json", default="", help="write all results to this file")
+    ap.add_argument("--compile-only", action="store_true",
+                    help="only compile the jax forwards (warms JAX_COMPILATION_CACHE_DIR)")
     a = ap.parse_args(argv)
     if a.repeats < 3:
         raise ValueError(f"--repeats must be >= 3 (median of >= 3); got {a.repeats}")
     views = [int(v) for v in a.views.split(",")]
     sizes = [(s, parse_size(s)) for s in a.sizes.split(",")]
-    impls = a.impls.split(",")
+    impls = ["jax"] if a.compile_only else a.impls.split(",")
     if not set(impls) <= {"jax", "official"}:
         raise ValueError(f"--impls must be a subset of jax,official; got {a.impls}")
     info = _common.machine_info()
@@ -263,8 +277,12 @@ def main(argv=None) -> dict:
                         args += ["--load-weights", weights]
                     if impl == "jax" and a.attention_impl:
                         args += ["--attention-impl", a.attention_impl]
+                    if impl == "jax" and a.jax_attention_override:
+                        args += ["--attention-override", a.jax_attention_override]
                     if a.parity:
                         args += ["--dump", os.path.join(tmp, f"{impl}.npz")]
+                    if a.compile_only:
+                        args += ["--compile-only"]
                     try:
                         row[impl] = _common.run_worker(MODULE, args, a.timeout)
                     except RuntimeError as e:  # e.g. out of memory at large N
@@ -278,8 +296,11 @@ def main(argv=None) -> dict:
                     do = np.load(os.path.join(tmp, "official.npz"))["depth"]
                     row["depth_rel_err"] = _rel_err(dj, do)
                 results.append(row)
+    if a.compile_only:
+        return {"rows": results}
     report = {"machine": info, "machine_after": _common.machine_info(),
-              "threads": a.threads, "matmul_peak": peak, "rows": results}
+              "threads": a.threads, "matmul_peak": peak, "rows": results,
+              "argv": sys.argv[1:] if argv is None else list(argv)}
     print(format_table(report))
     if a.json:
         with open(a.json, "w") as f:

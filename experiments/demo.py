@@ -129,7 +129,8 @@ a held-out 'real-like' split whose GT keeps 5 % of the pixels with 2 % noise and
 Evaluation: {len(records)} held-out synthetic scenes x {records[0].num_views} views, 56x56
 ('walk' camera paths, like the training scenes).
 Depth metrics after per-image **median scale alignment**; pose AUC over all view pairs (official
-protocol). Baseline: constant depth and identity poses.
+protocol) on the poses of the camera decoder (`pose_enc`; not the ray-map solver). Baseline:
+constant depth and identity poses for every view.
 
 | predictor | delta1 | abs_rel | pose AUC@3 | pose AUC@30 |
 |---|---|---|---|---|

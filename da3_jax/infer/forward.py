@@ -11,9 +11,11 @@
    its last view so every chunk has the same shape (no recompilation); padded outputs are
    dropped.
 
-The stages are built from the same submodules (and parameter subtrees) as `DA3.__call__`; the
-test suite checks them against `DA3.apply`. Mono/metric and nested models run `DA3.apply` in one
-jit (no chunking).
+The stages are `DA3.encode` and `DA3.decode` (what `DA3.__call__` composes); the test suite
+checks them against `DA3.apply`. Gaussians (``infer_gs``): this returns the raw GS-DPT outputs
+(``raw_gs``, ``raw_gs_conf``), not the ``gaussians`` dict of `DA3.apply` (the adapter runs on
+all views after the chunks are joined; see `da3_jax.model.da3.gaussians`). Mono/metric and
+nested models run `DA3.apply` in one jit (no chunking).
 
 View parallelism: with ``view_parallel`` and several devices, the backbone runs on a mesh whose
 ``view`` axis has the largest size V <= #devices dividing N; cross-view attention becomes
@@ -34,13 +36,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from da3_jax.geometry import decode_pose
-from da3_jax.model import DA3, dpt
-from da3_jax.model import configs as configs_lib
-from da3_jax.model.camera import CameraDec, CameraEnc
-from da3_jax.model.da3 import ray_pose
-from da3_jax.model.gsdpt import GSDPT
-from da3_jax.model.vit import Backbone
+from da3_jax.model import DA3
 from da3_jax.parallel import attention as attn_lib
 from da3_jax.parallel import rules
 from da3_jax.parallel.mesh import make_mesh
@@ -101,22 +97,13 @@ class Forward:
         key = ("backbone", mesh is not None and tuple(mesh.shape.items()), ref_view_strategy, posed)
         if key in self._fns:
             return self._fns[key]
-        cfg = self._cfg(mesh)
+        model = DA3(self._cfg(mesh))
 
         def fn(params, images, ext, k):
             self.trace_count += 1
-            h, w = images.shape[2:4]
-            cam_token = None
-            if posed:
-                cam_token = CameraEnc(
-                    cfg.embed_dim,
-                    num_heads=cfg.cam_enc_heads,
-                    depth=cfg.cam_enc_depth,
-                    mlp_ratio=cfg.mlp_ratio,
-                    attention_impl=cfg.attention_impl,
-                ).apply({"params": params["cam_enc"]}, ext, k, (h, w))
-            return Backbone(cfg).apply(
-                {"params": params["backbone"]}, images, cam_token, ref_view_strategy
+            return model.apply(
+                {"params": params}, images, ext if posed else None, k if posed else None,
+                ref_view_strategy, method="encode",
             )
 
         if mesh is None:
@@ -131,31 +118,13 @@ class Forward:
         key = ("head", use_ray_pose, infer_gs)
         if key in self._fns:
             return self._fns[key]
-        cfg = self.config
-        dim_in = configs_lib.head_dim_in(cfg)
+        model = DA3(self.config)
 
         def fn(params, feats, images):
             self.trace_count += 1
-            b, c, h, w, _ = images.shape
-            tokens = [f.reshape(b * c, f.shape[2], f.shape[3]) for f, _ in feats]
-            raw = dpt.DualDPT(
-                dim_in, cfg.head_features, tuple(cfg.head_out_channels), cfg.patch_size
-            ).apply({"params": params["head"]}, tokens, (h, w))
-            out = {k: v.reshape((b, c) + v.shape[1:]) for k, v in raw.items()}
-            if cfg.cam_dec:
-                pose_enc = CameraDec().apply({"params": params["cam_dec"]}, feats[-1][1])
-                out["pose_enc"] = pose_enc
-                out["extrinsics"], out["intrinsics"] = decode_pose(pose_enc, (h, w))
-            if use_ray_pose:
-                out["extrinsics"], out["intrinsics"] = ray_pose(out["ray"], out["ray_conf"], (h, w))
-            if infer_gs:
-                gs = GSDPT(
-                    dim_in, cfg.head_features, tuple(cfg.head_out_channels),
-                    patch_size=cfg.patch_size,
-                ).apply({"params": params["gs_head"]}, tokens, (h, w),
-                        images.reshape(b * c, h, w, 3))
-                out.update({k: v.reshape((b, c) + v.shape[1:]) for k, v in gs.items()})
-            return out
+            return model.apply(
+                {"params": params}, feats, images, use_ray_pose, infer_gs, method="decode"
+            )
 
         jitted = jax.jit(fn)
         self._fns[key] = jitted
@@ -169,11 +138,13 @@ class Forward:
 
         def fn(params, images, ext, k):
             self.trace_count += 1
-            return model.apply(
+            out = model.apply(
                 {"params": params}, images, ext if posed else None, k if posed else None,
                 ref_view_strategy=ref_view_strategy, use_ray_pose=use_ray_pose,
                 infer_gs=infer_gs,
             )
+            out.pop("gaussians", None)  # raw GS outputs only, as the staged path (module doc)
+            return out
 
         jitted = jax.jit(fn)
         self._fns[key] = jitted

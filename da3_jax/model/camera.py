@@ -32,9 +32,17 @@ class CameraEnc(nn.Module):
 
     @nn.compact
     def __call__(
-        self, extrinsics: jax.Array, intrinsics: jax.Array, image_hw: tuple[int, int]
+        self,
+        extrinsics: jax.Array,
+        intrinsics: jax.Array,
+        image_hw: tuple[int, int],
+        view_mask: jax.Array | None = None,
     ) -> jax.Array:
-        """extrinsics [B, S, 3|4, 4] w2c, intrinsics [B, S, 3, 3] (pixels of image_hw)."""
+        """extrinsics [B, S, 3|4, 4] w2c, intrinsics [B, S, 3, 3] (pixels of image_hw).
+
+        view_mask: None or bool [B, S] (False = padded view, excluded as a key from the
+        attention over views; its own token is junk and must be dropped by the caller).
+        """
         pose = encode_pose(extrinsics, intrinsics, image_hw).astype(jnp.float32)
         x = Mlp(self.dim // 2, self.dim, name="pose_branch")(pose)
         x = layer_norm(1e-5, "token_norm")(x)
@@ -46,7 +54,7 @@ class CameraEnc(nn.Module):
                 ls_init=0.01,
                 attention_impl=self.attention_impl,
                 name=f"trunk_{i}",
-            )(x)
+            )(x, None, view_mask)
         return layer_norm(1e-5, "trunk_norm")(x)
 
 

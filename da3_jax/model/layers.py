@@ -86,7 +86,9 @@ def swiglu_hidden(dim: int, mlp_ratio: float) -> int:
 class Attention(nn.Module):
     """Multi-head self-attention with optional q/k LayerNorm (eps 1e-5) and 2D RoPE.
 
-    `rope` is None or a (cos, sin) pair of [L, Dh] tables (RoPE after the q/k norm).
+    `rope` is None or a (cos, sin) pair of [L, Dh] tables (RoPE after the q/k norm);
+    `kv_mask` is None or bool [B, L] (True = real key; padded views are False, see
+    `da3_jax.parallel.view_parallel`).
     """
 
     num_heads: int
@@ -95,7 +97,12 @@ class Attention(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, rope: tuple[np.ndarray, np.ndarray] | None = None):
+    def __call__(
+        self,
+        x: jax.Array,
+        rope: tuple[np.ndarray, np.ndarray] | None = None,
+        kv_mask: jax.Array | None = None,
+    ):
         b, n, c = x.shape
         dh = c // self.num_heads
         qkv = dense(3 * c, "qkv", self.dtype)(x).reshape(b, n, 3, self.num_heads, dh)
@@ -106,7 +113,7 @@ class Attention(nn.Module):
         if rope is not None:
             q = apply_rope(q, *rope)
             k = apply_rope(k, *rope)
-        out = dot_product_attention(q, k, v, impl=self.attention_impl)
+        out = dot_product_attention(q, k, v, impl=self.attention_impl, kv_mask=kv_mask)
         return dense(c, "proj", self.dtype)(out.reshape(b, n, c))
 
 
@@ -123,12 +130,12 @@ class Block(nn.Module):
     dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, rope=None) -> jax.Array:
+    def __call__(self, x: jax.Array, rope=None, kv_mask: jax.Array | None = None) -> jax.Array:
         c = x.shape[-1]
         h = layer_norm(self.norm_eps, "norm1")(x).astype(self.dtype)
         h = Attention(
             self.num_heads, self.qk_norm, self.attention_impl, self.dtype, name="attn"
-        )(h, rope)
+        )(h, rope, kv_mask)
         x = x + LayerScale(self.ls_init, name="ls1")(h).astype(x.dtype)
         h = layer_norm(self.norm_eps, "norm2")(x).astype(self.dtype)
         if self.ffn == "swiglu":

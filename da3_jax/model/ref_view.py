@@ -15,7 +15,9 @@ STRATEGIES = ("first", "middle", "saddle_balanced", "saddle_sim_range")
 MIN_VIEWS_FOR_SELECTION = 3
 
 
-def select_reference_view(x: jax.Array, strategy: str = "saddle_balanced") -> jax.Array:
+def select_reference_view(
+    x: jax.Array, strategy: str = "saddle_balanced", num_views: int | None = None
+) -> jax.Array:
     """Index [B] (int32) of the reference view.
 
     Args:
@@ -24,33 +26,42 @@ def select_reference_view(x: jax.Array, strategy: str = "saddle_balanced") -> ja
         sum_m |minmax(m) - 0.5| for m in {mean cosine similarity to the other views, L2 norm,
         unbiased variance of the unit feature}) or 'saddle_sim_range' (argmax of the range of
         the similarity row with the identity subtracted; the ~0 diagonal stays in the row).
+      num_views: number of real views n <= S (views n.. are view-parallel padding, see
+        `da3_jax.parallel.view_parallel`); they take no part in any statistic and are never
+        selected, so the result equals selection on the first n views alone. None: n = S.
     """
     b, s = x.shape[:2]
+    n = s if num_views is None else int(num_views)
+    if not 1 <= n <= s:
+        raise ValueError(f"num_views must be in [1, {s}]; got {num_views}")
     if strategy not in STRATEGIES:
         raise ValueError(f"ref_view_strategy={strategy!r}; expected one of {STRATEGIES}")
-    if s <= 1 or strategy == "first":
+    if n <= 1 or strategy == "first":
         return jnp.zeros((b,), jnp.int32)
     if strategy == "middle":
-        return jnp.full((b,), s // 2, jnp.int32)
+        return jnp.full((b,), n // 2, jnp.int32)
+    valid = jnp.arange(s) < n  # [S]
+    pair = valid[:, None] & valid[None, :]
     tok = x[:, :, 0].astype(jnp.float32)
     norm = jnp.linalg.norm(tok, axis=-1)
     unit = tok / norm[..., None]
     sim = jnp.einsum("bsc,btc->bst", unit, unit, precision=jax.lax.Precision.HIGHEST)
     sim = sim - jnp.eye(s, dtype=sim.dtype)[None]
     if strategy == "saddle_sim_range":
-        return jnp.argmax(sim.max(-1) - sim.min(-1), axis=1).astype(jnp.int32)
+        rng = jnp.where(pair, sim, -jnp.inf).max(-1) - jnp.where(pair, sim, jnp.inf).min(-1)
+        return jnp.argmax(jnp.where(valid, rng, -jnp.inf), axis=1).astype(jnp.int32)
 
     def minmax(m):
-        lo = m.min(axis=1, keepdims=True)
-        hi = m.max(axis=1, keepdims=True)
+        lo = jnp.where(valid, m, jnp.inf).min(axis=1, keepdims=True)
+        hi = jnp.where(valid, m, -jnp.inf).max(axis=1, keepdims=True)
         return (m - lo) / (hi - lo + 1e-8)
 
-    sim_score = sim.sum(-1) / (s - 1)
+    sim_score = jnp.where(pair, sim, 0.0).sum(-1) / (n - 1)
     var = jnp.var(unit, axis=-1, ddof=1)
     score = (
         jnp.abs(minmax(sim_score) - 0.5) + jnp.abs(minmax(norm) - 0.5) + jnp.abs(minmax(var) - 0.5)
     )
-    return jnp.argmin(score, axis=1).astype(jnp.int32)
+    return jnp.argmin(jnp.where(valid, score, jnp.inf), axis=1).astype(jnp.int32)
 
 
 def reorder_indices(b_idx: jax.Array, s: int) -> jax.Array:

@@ -29,6 +29,8 @@ from da3_jax.model import ref_view
 from da3_jax.model.layers import Block, layer_norm
 from da3_jax.model.pos_embed import interpolate_pos_embed
 from da3_jax.model.rope import rope_tables
+from da3_jax.parallel.attention import local_impl
+from da3_jax.parallel.view_parallel import view_token_mask
 
 
 def is_global_block(i: int, alt_start: int) -> bool:
@@ -47,7 +49,11 @@ class VisionTransformer(nn.Module):
         images: jax.Array,
         cam_token: jax.Array | None = None,
         ref_view_strategy: str = "saddle_balanced",
+        num_views: int | None = None,
     ) -> list[tuple[jax.Array, jax.Array]]:
+        """images [B, S, H, W, 3]; cam_token None or [B, S, D]; num_views: real views n <= S
+        (views n.. are view-parallel padding: masked out of cross-view attention and of
+        reference selection; their outputs are junk). Returns the out-layer features."""
         cfg = self.config
         dtype = jnp.dtype(cfg.dtype)
         b, s, h, w, _ = images.shape
@@ -76,8 +82,12 @@ class VisionTransformer(nn.Module):
         glob = rope_tables((gh, gw), True, dh, cfg.rope_freq)
         global_rope = tuple(jnp.tile(t, (s, 1)) for t in glob)
 
+        n = s if num_views is None else int(num_views)
+        kv_mask = None
+        if n < s:
+            kv_mask = view_token_mask(b, n, s, k)
         select = (
-            cfg.alt_start != -1 and s >= ref_view.MIN_VIEWS_FOR_SELECTION and cam_token is None
+            cfg.alt_start != -1 and n >= ref_view.MIN_VIEWS_FOR_SELECTION and cam_token is None
         )
         restore = None
         local_x = x
@@ -85,7 +95,7 @@ class VisionTransformer(nn.Module):
         for i in range(cfg.depth):
             use_rope = cfg.rope_start != -1 and i >= cfg.rope_start
             if select and i == cfg.alt_start - 1:
-                b_idx = ref_view.select_reference_view(x, ref_view_strategy)
+                b_idx = ref_view.select_reference_view(x, ref_view_strategy, n)
                 order = ref_view.reorder_indices(b_idx, s)
                 x = ref_view.gather_views(x, order)
                 local_x = ref_view.gather_views(local_x, order)
@@ -100,6 +110,7 @@ class VisionTransformer(nn.Module):
                         axis=1,
                     )
                 x = x.at[:, :, 0].set(cam_token.astype(x.dtype))
+            glob_i = is_global_block(i, cfg.alt_start)
             blk = Block(
                 num_heads=cfg.num_heads,
                 mlp_ratio=cfg.mlp_ratio,
@@ -107,12 +118,12 @@ class VisionTransformer(nn.Module):
                 norm_eps=1e-6,
                 ls_init=1.0,
                 qk_norm=cfg.qknorm_start != -1 and i >= cfg.qknorm_start,
-                attention_impl=cfg.attention_impl,
+                attention_impl=cfg.attention_impl if glob_i else local_impl(cfg.attention_impl),
                 dtype=dtype,
                 name=f"blocks_{i}",
             )
-            if is_global_block(i, cfg.alt_start):
-                x = blk(x.reshape(b, s * k, d), global_rope if use_rope else None)
+            if glob_i:
+                x = blk(x.reshape(b, s * k, d), global_rope if use_rope else None, kv_mask)
                 x = x.reshape(b, s, k, d)
             else:
                 x = blk(x.reshape(b * s, k, d), local_rope if use_rope else None)
@@ -163,7 +174,9 @@ class Backbone(nn.Module):
     config: ml_collections.ConfigDict
 
     @nn.compact
-    def __call__(self, images, cam_token=None, ref_view_strategy="saddle_balanced") -> Any:
+    def __call__(
+        self, images, cam_token=None, ref_view_strategy="saddle_balanced", num_views=None
+    ) -> Any:
         return VisionTransformer(self.config, name="pretrained")(
-            images, cam_token, ref_view_strategy
+            images, cam_token, ref_view_strategy, num_views
         )
