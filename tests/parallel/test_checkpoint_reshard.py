@@ -1,17 +1,19 @@
 """A train-state checkpoint saved on one mesh restores onto another (8 simulated CPU devices).
 
-The state is the real da3-tiny parameter tree (paths, shapes and dtypes from ``jax.eval_shape``
-of ``DA3.init``) plus an optax AdamW state after one real update, in the training
-``TrainState``. It is laid out on mesh A (fsdp=8) by a ``jax.jit`` whose ``out_shardings`` come
-from ``rules.tree_shardings`` -- as in training -- and saved with ``da3_jax.train.checkpoint``.
-A fresh manager (as a resumed run would open) then restores it into abstract arrays
-(``jax.ShapeDtypeStruct`` carrying the target ``NamedSharding``) of mesh B (data=2, fsdp=2,
-view=2), mesh D (fsdp=2, tensor=4) and a one-device mesh C: every leaf must come back bit-equal
-and with exactly the requested sharding.
+The state is a training ``TrainState`` whose structure is real: the parameter tree of a
+shortened da3-tiny (depth 4; paths, shapes and dtypes from ``jax.eval_shape`` of ``DA3.init``),
+the optax AdamW state of that tree (``count``, ``mu``, ``nu``, the weight-decay / schedule
+states), the step and the raw ``uint32[2]`` RNG key. It is placed on mesh A (fsdp=8) with
+``rules.tree_shardings`` and saved (async, as in training) with ``da3_jax.train.checkpoint``.
+A fresh manager, as a resumed run opens it, then restores it with ``checkpoint.restore`` into
+abstract arrays (``jax.ShapeDtypeStruct`` carrying the target ``NamedSharding`` from the same
+rules) on mesh B (data=2, fsdp=2, view=2), mesh D (fsdp=2, tensor=4) and a one-device mesh C.
+Every leaf must come back bit-equal to the saved host copy, with exactly the requested sharding,
+and every device must hold its own slice of the saved value.
 
-Parameter values are drawn with NumPy rather than by ``DA3.init``: a real init compiles the whole
-forward (~45 s on the shared CI cores) and the values' distribution is irrelevant to a
-bit-exact round trip; the tree is the model's own.
+Leaf values are drawn with NumPy rather than by ``DA3.init`` / an optimizer step: a real init
+compiles the whole forward (~45 s on the shared CI cores) and the values' origin is irrelevant
+to a bit-exact round trip.
 """
 
 import jax
@@ -19,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.sharding import PartitionSpec as P
 
 from da3_jax.model import DA3, get_config
 from da3_jax.parallel import rules
@@ -32,11 +33,6 @@ TARGET_MESHES = {
     "data2_fsdp2_view2": {"data": 2, "fsdp": 2, "view": 2},
     "fsdp2_tensor4": {"fsdp": 2, "tensor": 4},
 }
-
-
-def _host_tree(tree):
-    """Every leaf gathered to one host NumPy array (bit-exact copies)."""
-    return jax.tree.map(lambda x: np.array(jax.device_get(x)), tree)
 
 
 def _abstract(state, shardings):
@@ -67,7 +63,7 @@ def saved(tmp_path_factory):
     # Mesh A: every leaf with a dimension divisible by 8 is sharded (fsdp_min_size=1), so the
     # restores below gather, re-slice and replicate. (The default min size would also leave
     # small leaves replicated; orbax then slices them per replica for the first save, compiling
-    # one program per shape: ~20 s here, see the report.)
+    # one XLA slice program per leaf shape: ~20 s on these cores.)
     mesh_a = make_mesh({"fsdp": 8})
     shardings_a = rules.tree_shardings(abstract, mesh_a, fsdp_min_size=1)
     state = jax.device_put(host, shardings_a)
