@@ -289,7 +289,8 @@ def main(argv=None) -> dict:
                         row[impl] = {"error": str(e).splitlines()[0][:200]}
                     print(f"# {model} {size_txt} N={n} {impl}: {json.dumps(row[impl])[:400]}",
                           file=sys.stderr, flush=True)
-                if a.parity and all("error" not in row.get(i, {}) for i in ("jax", "official")):
+                if a.parity and not a.compile_only and all(
+                        "error" not in row.get(i, {}) for i in ("jax", "official")):
                     import numpy as np
 
                     dj = np.load(os.path.join(tmp, "jax.npz"))["depth"]

@@ -8,7 +8,9 @@ Each implementation runs in its own subprocess pinned to `--threads` CPUs.
     separately with the full model's params and timed (median of `--repeats` after a warm-up);
     their FLOPs come from XLA's cost analysis, so each stage gets its own GFLOP/s. The
     cross-view attention of one global block ([1, N(1+P), H, Dh]) is also timed alone for the
-    'dense', 'xla' and 'chunked' kernels of `da3_jax.parallel.attention`.
+    'dense', 'xla' and 'chunked' kernels of `da3_jax.parallel.attention` and the query-blocked
+    prototype of `benchmarks.attention_proto` (torch's `scaled_dot_product_attention` on the
+    official side).
   * official: the network is called directly (fp32, `torch.inference_mode`) and forward hooks
     time `backbone` and `head` (torch on CPU is synchronous); `torch.utils.flop_counter`
     counts its FLOPs per stage (matmuls, convs, attention).
@@ -78,8 +80,13 @@ def worker_jax(a) -> dict:
     length = n * (1 + (h // 14) * (w // 14))
     q, k, v = (jax.random.normal(jax.random.PRNGKey(i), (1, length, cfg.num_heads, dh))
                for i in range(3))
-    for kern in ("dense", "xla", "chunked"):
-        f = jax.jit(lambda q_, k_, v_, kern=kern: attention_kernel(q_, k_, v_, kernel=kern))
+    from benchmarks.attention_proto import qblock_attention
+
+    for kern in ("dense", "xla", "chunked", "qblock (prototype)"):
+        if kern.startswith("qblock"):
+            f = jax.jit(qblock_attention)
+        else:
+            f = jax.jit(lambda q_, k_, v_, kern=kern: attention_kernel(q_, k_, v_, kernel=kern))
         try:
             jax.block_until_ready(f(q, k, v))
             t = _common.timed(lambda f=f: jax.block_until_ready(f(q, k, v)), a.repeats, 0)
@@ -131,6 +138,19 @@ def worker_official(a) -> dict:
         out[name] = {"s": _common.median(v)}
     with FlopCounterMode(display=False) as fc:
         fwd()
+    # one cross-view attention call: F.scaled_dot_product_attention [1, H, N(1+P), Dh]
+    from da3_jax.model import get_config
+
+    cfg = get_config(a.model)
+    length = a.views * (1 + (a.height // 14) * (a.width // 14))
+    q = torch.randn(1, cfg.num_heads, length, cfg.embed_dim // cfg.num_heads)
+
+    def sdpa():
+        with torch.inference_mode():
+            torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+    t = _common.timed(sdpa, a.repeats, 1)
+    out["attn_torch_sdpa"] = {"s": _common.median(t), "flops": 4.0 * length**2 * cfg.embed_dim}
     per_mod = fc.get_flop_counts()
     out["full"]["flops"] = float(fc.get_total_flops())
     for name in ("backbone", "head"):
@@ -212,10 +232,12 @@ def format_table(report: dict) -> str:
              f"Load average at the end: {report['machine_after']['load_avg'][0]:.2f}. "
              f"{a['model']}, N={a['views']}, {a['size']} (WxH), threads {a['threads']}, "
              f"matmul peak {peak:.1f} GFLOP/s.", "", _common.markdown_table(headers, rows)]
-    attn = [[k[5:], v.get("s", nan) * 1e3, v.get("flops", nan) / v.get("s", nan) / 1e9,
-             v.get("error", "")] for k, v in res.get("jax", {}).items() if k.startswith("attn_")]
+    attn = [[f"{impl}: {k[5:]}", v.get("s", nan) * 1e3,
+             v.get("flops", nan) / v.get("s", nan) / 1e9, v.get("error", "")]
+            for impl in ("jax", "official")
+            for k, v in res.get(impl, {}).items() if k.startswith("attn_")]
     if attn:
-        lines += ["", "One cross-view attention call (da3_jax kernels):", "",
+        lines += ["", "One cross-view attention call, q = k = v [1, N(1+P), H, Dh]:", "",
                   _common.markdown_table(["kernel", "ms", "GFLOP/s", "error"], attn)]
     return "\n".join(lines)
 

@@ -23,6 +23,13 @@ field so scaling studies can vary it (DA3-official.md §1.1 gives the official v
   attention_impl    passed to `da3_jax.parallel.attention.dot_product_attention`.
   dtype             compute dtype of the backbone ('float32' or 'bfloat16'); params stay fp32,
                     LayerNorm statistics, softmax, heads and cameras run in fp32.
+  scan_layers       False (default; the unrolled `blocks_i` layout that conversion produces) or
+                    True: the homogeneous prefix and the (local, global) pairs of the backbone
+                    run as `nn.scan` stacks (`da3_jax.parallel.scan`; convert params with
+                    `scan.to_scanned(params, schedule_from_config(cfg),
+                    at=('backbone', 'pretrained'))`).
+  remat_policy      rematerialisation of the scanned blocks: 'none', 'full', 'dots', 'dots_all'
+                    (`da3_jax.parallel.scan.REMAT_POLICIES`).
 """
 
 from __future__ import annotations
@@ -80,6 +87,8 @@ def _base(vit: str) -> ml_collections.ConfigDict:
     c.gs_head = False
     c.attention_impl = "dense"
     c.dtype = "float32"
+    c.scan_layers = False
+    c.remat_policy = "none"
     return c
 
 

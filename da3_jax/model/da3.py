@@ -140,6 +140,8 @@ class DA3(nn.Module):
             if infer_gs:  # from the metric-scaled depth and cameras
                 out["gaussians"] = gaussians(out)
             return out
+        if infer_gs and not cfg.gs_head:
+            raise ValueError(f"infer_gs=True needs a GS head; {cfg.name} has none")
         n = images.shape[1]
         feats, padded = self._encode(images, extrinsics, intrinsics, ref_view_strategy)
         out = self.decode(feats, padded, use_ray_pose, infer_gs)

@@ -30,6 +30,7 @@ from da3_jax.model.layers import Block, layer_norm
 from da3_jax.model.pos_embed import interpolate_pos_embed
 from da3_jax.model.rope import rope_tables
 from da3_jax.parallel.attention import local_impl
+from da3_jax.parallel.scan import PAIRS_NAME, PREFIX_NAME, maybe_remat, schedule_from_config
 from da3_jax.parallel.view_parallel import view_token_mask
 
 
@@ -89,11 +90,38 @@ class VisionTransformer(nn.Module):
         select = (
             cfg.alt_start != -1 and n >= ref_view.MIN_VIEWS_FOR_SELECTION and cam_token is None
         )
+
+        def block_kwargs(i: int) -> dict:
+            glob_i = is_global_block(i, cfg.alt_start)
+            return dict(
+                num_heads=cfg.num_heads,
+                mlp_ratio=cfg.mlp_ratio,
+                ffn=cfg.ffn,
+                norm_eps=1e-6,
+                ls_init=1.0,
+                qk_norm=cfg.qknorm_start != -1 and i >= cfg.qknorm_start,
+                attention_impl=cfg.attention_impl if glob_i else local_impl(cfg.attention_impl),
+                dtype=dtype,
+            )
+
+        def rope_for(i: int, glob_i: bool):
+            if cfg.rope_start == -1 or i < cfg.rope_start:
+                return None
+            return global_rope if glob_i else local_rope
+
+        remat = cfg.get("remat_policy", "none")
         restore = None
         local_x = x
-        outputs = []
-        for i in range(cfg.depth):
-            use_rope = cfg.rope_start != -1 and i >= cfg.rope_start
+        outs = {}
+
+        def collect(i, lx, gx):
+            out_x = jnp.concatenate([lx, gx], axis=-1) if cfg.cat_token else gx
+            if restore is not None:
+                out_x = ref_view.gather_views(out_x, restore)
+            outs[i] = out_x
+
+        for kind, idx in _segments(cfg):
+            i = idx[0][0] if kind == "pairs" else idx[0]
             if select and i == cfg.alt_start - 1:
                 b_idx = ref_view.select_reference_view(x, ref_view_strategy, n)
                 order = ref_view.reorder_indices(b_idx, s)
@@ -110,30 +138,54 @@ class VisionTransformer(nn.Module):
                         axis=1,
                     )
                 x = x.at[:, :, 0].set(cam_token.astype(x.dtype))
-            glob_i = is_global_block(i, cfg.alt_start)
-            blk = Block(
-                num_heads=cfg.num_heads,
-                mlp_ratio=cfg.mlp_ratio,
-                ffn=cfg.ffn,
-                norm_eps=1e-6,
-                ls_init=1.0,
-                qk_norm=cfg.qknorm_start != -1 and i >= cfg.qknorm_start,
-                attention_impl=cfg.attention_impl if glob_i else local_impl(cfg.attention_impl),
-                dtype=dtype,
-                name=f"blocks_{i}",
-            )
-            if glob_i:
-                x = blk(x.reshape(b, s * k, d), global_rope if use_rope else None, kv_mask)
-                x = x.reshape(b, s, k, d)
+            if kind == "prefix":  # local blocks without RoPE / q-k norm, scanned
+                want = [j for j, blk_i in enumerate(idx) if blk_i in cfg.out_layers]
+                block = maybe_remat(Block, remat, prevent_cse=False)
+                body = nn.scan(
+                    _prefix_step if want else _prefix_step_quiet,
+                    variable_axes={"params": 0},
+                    split_rngs={"params": True},
+                    length=len(idx),
+                )
+                y, ys = body(block(**block_kwargs(i), name=PREFIX_NAME), x.reshape(b * s, k, d),
+                             None)
+                x = local_x = y.reshape(b, s, k, d)
+                for j in want:
+                    xj = ys[j].reshape(b, s, k, d)
+                    collect(idx[j], xj, xj)
+            elif kind == "pairs":  # (local, global) pairs with identical flags, scanned
+                want = [j for j, pr in enumerate(idx) if set(pr) & set(cfg.out_layers)]
+                pair = maybe_remat(_Pair, remat, prevent_cse=False)
+                body = nn.scan(
+                    _pair_step if want else _pair_step_quiet,
+                    variable_axes={"params": 0},
+                    split_rngs={"params": True},
+                    in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
+                    length=len(idx),
+                )
+                (x, local_x), ys = body(
+                    pair(block_kwargs(idx[0][0]), block_kwargs(idx[0][1]), name=PAIRS_NAME),
+                    (x, local_x), rope_for(idx[0][0], False), rope_for(idx[0][1], True), kv_mask,
+                )
+                for j in want:
+                    li, gi = idx[j]
+                    if li in cfg.out_layers:
+                        collect(li, ys[0][j], ys[0][j])
+                    if gi in cfg.out_layers:
+                        collect(gi, ys[0][j], ys[1][j])
             else:
-                x = blk(x.reshape(b * s, k, d), local_rope if use_rope else None)
-                x = x.reshape(b, s, k, d)
-                local_x = x
-            if i in cfg.out_layers:
-                out_x = jnp.concatenate([local_x, x], axis=-1) if cfg.cat_token else x
-                if restore is not None:
-                    out_x = ref_view.gather_views(out_x, restore)
-                outputs.append(out_x)
+                glob_i = is_global_block(i, cfg.alt_start)
+                blk = Block(**block_kwargs(i), name=f"blocks_{i}")
+                if glob_i:
+                    x = blk(x.reshape(b, s * k, d), rope_for(i, True), kv_mask)
+                    x = x.reshape(b, s, k, d)
+                else:
+                    x = blk(x.reshape(b * s, k, d), rope_for(i, False))
+                    x = x.reshape(b, s, k, d)
+                    local_x = x
+                if i in cfg.out_layers:
+                    collect(i, local_x, x)
+        outputs = [outs[i] for i in sorted(outs)]
 
         norm = layer_norm(1e-5, "norm")
         feats = []
@@ -145,6 +197,58 @@ class VisionTransformer(nn.Module):
                 tokens = norm(out_x)
             feats.append((tokens[:, :, 1:].astype(jnp.float32), cam_feat.astype(jnp.float32)))
         return feats
+
+
+def _segments(cfg: ml_collections.ConfigDict) -> list[tuple[str, tuple]]:
+    """Block plan in order: ('block', (i,)) unrolled, or with `config.scan_layers`
+    ('prefix', (0..p-1)) and ('pairs', ((i, i+1), ...)) from `parallel.scan.schedule_from_config`
+    (leftovers unrolled)."""
+    if not cfg.get("scan_layers", False):
+        return [("block", (i,)) for i in range(cfg.depth)]
+    sched = schedule_from_config(cfg)
+    items = [("block", (i,)) for i in sched.leftover]
+    if sched.prefix:
+        items.append(("prefix", sched.prefix))
+    if sched.pairs:
+        items.append(("pairs", sched.pairs))
+    return sorted(items, key=lambda it: it[1][0][0] if it[0] == "pairs" else it[1][0])
+
+
+class _Pair(nn.Module):
+    """One scanned (local, global) pair: `local` on [B*S, K, C], then `global` on [B, S*K, C].
+    Carry (x, local_x) [B, S, K, C]; returns the new carry and (local out, global out)."""
+
+    local_kwargs: dict
+    global_kwargs: dict
+
+    @nn.compact
+    def __call__(self, carry, rope_local, rope_global, kv_mask):
+        x, _ = carry
+        b, s, k, d = x.shape
+        lx = Block(**self.local_kwargs, name="local")(x.reshape(b * s, k, d), rope_local)
+        lx = lx.reshape(b, s, k, d)
+        gx = Block(**self.global_kwargs, name="global")(
+            lx.reshape(b, s * k, d), rope_global, kv_mask
+        )
+        gx = gx.reshape(b, s, k, d)
+        return (gx, lx), (lx, gx)
+
+
+def _prefix_step(mdl, c, _):
+    y = mdl(c)
+    return y, y
+
+
+def _prefix_step_quiet(mdl, c, _):
+    return mdl(c), None
+
+
+def _pair_step(mdl, c, rl, rg, m):
+    return mdl(c, rl, rg, m)
+
+
+def _pair_step_quiet(mdl, c, rl, rg, m):
+    return mdl(c, rl, rg, m)[0], None
 
 
 class PatchEmbed(nn.Module):

@@ -6,8 +6,8 @@ convention), ``camera_valid [B,N]`` (optional; all cameras known when absent).
 
 Normalisation (DA3.md §1, "Scale"): every scene is re-expressed in the frame of its reference
 view (view 0: the student runs with ``ref_view_strategy='first'``), then depth and camera
-translations are divided by the mean L2 norm of the valid world points in that frame. All camera
-math is ``da3_jax.geometry``.
+translations are divided by the mean L2 norm of the valid world points in that frame
+(the definition of ``geometry.normalize_scene_scale``). All camera math is ``da3_jax.geometry``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ def normalize_scene(depth, valid, extrinsics_w2c, intrinsics, eps: float = 1e-6)
     """Reference-frame, unit-mean-point-norm scene. Returns ``(depth, w2c [B,N,3,4], scale [B])``.
 
     ``scale`` is the divisor (1 for scenes with no valid pixel). Invalid depths are set to 0.
+    Same definition as ``geometry.normalize_scene_scale`` (which, at the time of writing, rejects
+    ``[B, N, H, W]`` depth with ``[B, N, 3, 4]`` cameras unless B == N or B == 1: its batch check
+    compares depth's leading dims without N to the cameras' with N).
     """
     m = valid.astype(jnp.float32)
     depth = jnp.where(valid, depth, 0.0)

@@ -230,3 +230,22 @@ def test_dinov2_torch_hub_and_hf_layouts(small, tmp_path):
     torch.save(hub, hub_path)
     with pytest.raises(ValueError, match=r"blocks\.3\.mlp\.fc2\.bias[\s\S]*blocks\.3\.mlp\.fc3"):
         load_dinov2(hub_path, config, init)
+
+
+def test_official_small_loads_into_scanned_layout(small):
+    """Converted official da3-small weights fit both the unrolled and the scanned model
+    (`scan_layers`), and the scanned <-> unrolled conversion is exact."""
+    from da3_jax.parallel import scan
+
+    config, params = load_official(small[1])
+    x = jax.ShapeDtypeStruct((1, 1, 28, 28, 3), np.float32)
+    unrolled = jax.eval_shape(DA3(config).init, jax.random.key(0), x)["params"]
+    config.scan_layers = True
+    scanned_shapes = jax.eval_shape(DA3(config).init, jax.random.key(0), x)["params"]
+    sched = scan.schedule_from_config(config)
+    scanned = scan.to_scanned(params, sched, at=("backbone", "pretrained"))
+    for want, got in ((unrolled, params), (scanned_shapes, scanned)):
+        assert jax.tree.structure(want) == jax.tree.structure(got)
+        jax.tree.map(lambda w, p: np.testing.assert_equal(w.shape, np.shape(p)), want, got)
+    back = scan.to_unrolled(scanned, sched, at=("backbone", "pretrained"))
+    jax.tree.map(np.testing.assert_array_equal, back, params)

@@ -223,3 +223,35 @@ def test_gaussian_adapter_matches_official(monkeypatch, pose_scale):
     for name in ("means", "scales", "rotations", "harmonics", "opacities"):
         err = rel_err(out[name], getattr(ref, name).numpy())
         assert err <= TOL, (name, err)
+
+
+def test_model_infer_gs_gaussians_match_official_adapter():
+    """`DA3(..., infer_gs=True)['gaussians']` = the official `_process_gs_head` adapter step
+    (GaussianAdapter on the predicted cameras and depth, opacity = upstream map_pdf_to_opacity
+    of raw_gs_conf, no input cameras) applied to the model's own outputs. da3-tiny with a GS
+    head (reduced width; the giant GS head itself is checked in test_gsdpt_giant_parity)."""
+    from depth_anything_3.utils.geometry import map_pdf_to_opacity as torch_opacity
+
+    from da3_jax.model import DA3, get_config
+
+    cfg = get_config("da3-tiny")
+    cfg.depth, cfg.out_layers, cfg.gs_head = 4, (0, 1, 2, 3), True
+    images = jax.random.normal(jax.random.key(1), (1, 2, 28, 42, 3))
+    shapes = jax.eval_shape(DA3(cfg).init, jax.random.key(0), images)["params"]
+    assert "gs_head" in shapes
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: (rng.normal(size=s.shape) * 0.05).astype(np.float32), shapes)
+    out = jax.jit(lambda p, x: DA3(cfg).apply({"params": p}, x, infer_gs=True))(params, images)
+    assert out["raw_gs"].shape == (1, 2, 28, 42, 37)
+    t = lambda x: torch.from_numpy(np.array(x))  # noqa: E731
+    ext = np.concatenate([np.asarray(out["extrinsics"]),
+                          np.tile([[[[0, 0, 0, 1.0]]]], (1, 2, 1, 1)).astype(np.float32)], -2)
+    adapter = torch_gs_adapter.GaussianAdapter(sh_degree=2, pred_offset_depth=True,
+                                               pred_offset_xy=True)
+    ref = adapter(t(ext), t(out["intrinsics"]), t(out["depth"]),
+                  torch_opacity(t(out["raw_gs_conf"])), t(out["raw_gs"]), (28, 42))
+    for name in ("means", "scales", "rotations", "harmonics", "opacities"):
+        err = rel_err(out["gaussians"][name], getattr(ref, name).numpy())
+        assert err <= TOL, (name, err)
+    with pytest.raises(ValueError, match="GS head"):
+        DA3(get_config("da3-tiny")).apply({"params": {}}, images, infer_gs=True)
