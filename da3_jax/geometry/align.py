@@ -468,13 +468,11 @@ def normalize_scene_scale(
       ``w2c_n [..., N, 3, 4] = [R_i R_ref^T | scale * (t_i - R_i R_ref^T t_ref)]`` (w2c in the
       reference frame, so ``w2c_n[ref] = [I | 0]``), and ``scale [...]``.
     """
-    # leading dims *including* the view axis N, so all three are compared like for like
-    b_d = check_trailing_shape(depth, "depth", (None, None))
+    b_d = check_trailing_shape(depth, "depth", (None, None, None))
     b_e = _check_extrinsics(extrinsics_w2c, "extrinsics_w2c")
     b_k = check_trailing_shape(intrinsics, "intrinsics", (3, 3))
-    if len(b_d) < 1:
-        raise ValueError(f"depth: expected shape [..., N, H, W] (rank >= 3), got {depth.shape}")
-    check_batch_compatible(depth=b_d, extrinsics_w2c=b_e, intrinsics=b_k)
+    # the cameras' leading dims include the view axis N: compare them with depth's [..., N]
+    check_batch_compatible(depth=b_d + depth.shape[-3:-2], extrinsics_w2c=b_e, intrinsics=b_k)
     if not b_e or b_e[-1] != depth.shape[-3] or b_e[-1] == 0:
         raise ValueError(
             f"extrinsics_w2c: expected {depth.shape[-3]} views to match depth {depth.shape}, "

@@ -18,8 +18,10 @@ all views after the chunks are joined; see `da3_jax.model.da3.gaussians`). Mono/
 nested models run `DA3.apply` in one jit (no chunking).
 
 View parallelism: with ``view_parallel`` and several devices, the backbone runs on a mesh whose
-``view`` axis has the largest size V <= #devices dividing N; cross-view attention becomes
-``allgather_view`` (`da3_jax.parallel`) and the images are sharded over views. The heads then run
+``view`` axis has the smallest size V <= #devices that gives the fewest views per device,
+ceil(N / V); cross-view attention becomes ``allgather_view`` (`da3_jax.parallel`) and the images
+are sharded over views (when V does not divide N, `DA3.encode` pads the views to a multiple of V
+and masks the padding out, see `DA3`). The heads then run
 with ``max_views_per_device * V`` views per chunk.
 
 Compilation cache: jitted functions are cached per (flags, chunk) here and per input shape by
@@ -40,10 +42,6 @@ from da3_jax.model import DA3
 from da3_jax.parallel import attention as attn_lib
 from da3_jax.parallel import rules
 from da3_jax.parallel.mesh import make_mesh
-
-
-def _largest_divisor_at_most(n: int, k: int) -> int:
-    return max(d for d in range(1, max(1, min(n, k)) + 1) if n % d == 0)
 
 
 class Forward:
@@ -81,7 +79,9 @@ class Forward:
     def _mesh_for(self, n: int):
         if not self.view_parallel:
             return None
-        v = _largest_divisor_at_most(n, len(jax.devices()))
+        # Fewest views per device, then the fewest devices (least padding) giving that count.
+        load = -(-n // min(n, len(jax.devices())))
+        v = min(d for d in range(1, min(n, len(jax.devices())) + 1) if -(-n // d) == load)
         if v == 1:
             return None
         return make_mesh({"view": v}, devices=jax.devices()[:v])
@@ -93,8 +93,9 @@ class Forward:
         cfg.attention_impl = "allgather_view:" + attn_lib.local_impl(cfg.attention_impl)
         return cfg
 
-    def _backbone_fn(self, mesh, ref_view_strategy: str, posed: bool):
-        key = ("backbone", mesh is not None and tuple(mesh.shape.items()), ref_view_strategy, posed)
+    def _backbone_fn(self, mesh, ref_view_strategy: str, posed: bool, divisible: bool = True):
+        key = ("backbone", mesh is not None and tuple(mesh.shape.items()), ref_view_strategy, posed,
+               divisible)
         if key in self._fns:
             return self._fns[key]
         model = DA3(self._cfg(mesh))
@@ -109,7 +110,7 @@ class Forward:
         if mesh is None:
             jitted = jax.jit(fn)
         else:
-            shard = rules.batch_sharding(mesh, 5)
+            shard = rules.batch_sharding(mesh, 5, shard_views=divisible)
             jitted = jax.jit(fn, in_shardings=(None, shard, None, None))
         self._fns[key] = jitted
         return jitted
@@ -177,13 +178,13 @@ class Forward:
             return {key: np.asarray(v) for key, v in out.items()}
 
         mesh = self._mesh_for(n)
-        bb = self._backbone_fn(mesh, ref_view_strategy, posed)
+        v = 1 if mesh is None else int(dict(mesh.shape)["view"])
+        bb = self._backbone_fn(mesh, ref_view_strategy, posed, n % v == 0)
         if mesh is None:
             feats = bb(self.params, images, ext, k)
         else:
             with jax.set_mesh(mesh):
                 feats = bb(self.params, images, ext, k)
-        v = 1 if mesh is None else int(dict(mesh.shape)["view"])
         chunk = n if self.max_views_per_device is None else min(n, self.max_views_per_device * v)
         head = self._head_fn(use_ray_pose, infer_gs)
         pieces = []

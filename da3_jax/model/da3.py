@@ -58,6 +58,9 @@ class DA3(nn.Module):
       [B,N,H,W] (density), and `gaussians` (`gs_adapter.gaussian_adapter` on the predicted
       cameras and depth with opacity `map_pdf_to_opacity(raw_gs_conf)`): means, scales
       [B,N*H*W,3], rotations [B,N*H*W,4] (xyzw), harmonics [B,N*H*W,3,9], opacities [B,N*H*W].
+      As upstream without input cameras; with input cameras upstream also multiplies centres
+      and depths by a Umeyama scale to those cameras (`pose_scale`), which is not applied here
+      (the Gaussians stay in the predicted frame, like depth and extrinsics).
     mono / metric models: depth [B,N,H,W] (sky pixels filled with the 0.99 quantile of the
       non-sky depth, as upstream) and sky [B,N,H,W].
     nested model: the any-view outputs, scaled to metres by the metric branch (§4.3), plus

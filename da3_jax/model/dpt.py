@@ -15,7 +15,7 @@ Parameters are named by the project rule from the official keys below `head.`, e
 kernel`, `projects.0` → `projects_0`, `scratch.output_conv2_aux.3.2` (LayerNorm) →
 `scratch/output_conv2_aux_3_2/scale|bias`. The official DualDPT also builds aux levels 0–2 of
 `output_conv1_aux` / `output_conv2_aux` and computes them only to discard them; they have no
-params here and `dpt_blocks.torch_to_flax_head_params` drops their keys.
+params here and the converter (`da3_jax.convert`) drops their keys.
 """
 
 from __future__ import annotations

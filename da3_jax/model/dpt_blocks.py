@@ -13,16 +13,15 @@ operation, so that converted weights give the same numbers (DA3-official.md §2.
   torch weight `(in, out, kh, kw)` converts with `w.transpose(2, 3, 0, 1)`.
 * `ResidualConvUnit` (pre-activation) and `FeatureFusionBlock` (RCU1 on the skip, RCU2,
   align-corners upsample, 1x1 `out_conv`).
-* `torch_to_flax_head_params`: the official-key → flax-path rule for a head's state dict.
 
 Parameter names follow the project rule (official key → flax path; a numeric component joins the
-previous name with '_'; conv/linear `weight` → `kernel`, LayerNorm `weight` → `scale`).
+previous name with '_'; conv/linear `weight` → `kernel`, LayerNorm `weight` → `scale`); its one
+home is `da3_jax.convert.naming`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -257,66 +256,3 @@ def scratch_layers_rn(levels: Sequence[jnp.ndarray], features: int) -> list[jnp.
     return [
         conv(features, 3, f"layer{i + 1}_rn", use_bias=False)(x) for i, x in enumerate(levels)
     ]
-
-
-# ---------------------------------------------------------------------------------------------
-# Official state dict → flax params
-# ---------------------------------------------------------------------------------------------
-
-# ConvTranspose2d layers (torch weight layout (in, out, kh, kw)).
-_CONV_TRANSPOSE = ("resize_layers_0", "resize_layers_1")
-# Aux levels 0-2 are computed and discarded by the official DualDPT: no flax params exist.
-_DISCARDED_AUX = re.compile(r"^scratch\.output_conv[12]_aux\.[012]\.")
-_AUX_LN = "scratch.output_conv2_aux.{}.2.{}"
-
-
-def _flax_path(key: str) -> list[str]:
-    parts: list[str] = []
-    for p in key.split("."):
-        if p.isdigit() and parts:
-            parts[-1] = f"{parts[-1]}_{p}"
-        else:
-            parts.append(p)
-    return parts
-
-
-def torch_to_flax_head_params(state_dict: Mapping[str, np.ndarray]) -> dict:
-    """Map a head's official state dict (keys relative to the head, e.g. `scratch.layer1_rn.weight`,
-    i.e. with `model.head.` / `model.gs_head.` already stripped) to a nested flax param dict.
-
-    * Conv2d `weight (out, in, kh, kw)` → `kernel (kh, kw, in, out)`;
-      ConvTranspose2d (`resize_layers_{0,1}`) `weight (in, out, kh, kw)` → `kernel (kh, kw, in,
-      out)`; 1-D `weight` (LayerNorm) → `scale`; `bias` → `bias`.
-    * Keys of the discarded aux levels 0–2 (`scratch.output_conv{1,2}_aux.{0,1,2}.*`) are dropped.
-      The aux LayerNorm is one module shared by the 4 levels, and a safetensors file may hold it
-      only as `scratch.output_conv2_aux.0.2.*`; level 3 is then taken from that alias.
-    Coverage checking (missing / unexpected keys) is the caller's job (`da3_jax.convert`).
-    """
-    sd = {k: np.asarray(v) for k, v in state_dict.items()}
-    for leaf in ("weight", "bias"):
-        k3, k0 = _AUX_LN.format(3, leaf), _AUX_LN.format(0, leaf)
-        if k3 not in sd and k0 in sd:
-            sd[k3] = sd[k0]
-    params: dict = {}
-    for key, value in sd.items():
-        if _DISCARDED_AUX.match(key):
-            continue
-        path = _flax_path(key)
-        leaf = path[-1]
-        if leaf == "weight":
-            if value.ndim == 4:
-                perm = (2, 3, 0, 1) if path[-2] in _CONV_TRANSPOSE else (2, 3, 1, 0)
-                value = value.transpose(perm)
-                path[-1] = "kernel"
-            elif value.ndim == 2:
-                value = value.T
-                path[-1] = "kernel"
-            elif value.ndim == 1:
-                path[-1] = "scale"
-            else:
-                raise ValueError(f"state_dict[{key!r}] has unexpected shape {value.shape}")
-        node = params
-        for p in path[:-1]:
-            node = node.setdefault(p, {})
-        node[path[-1]] = np.ascontiguousarray(value, dtype=np.float32)
-    return params

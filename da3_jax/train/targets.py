@@ -18,33 +18,21 @@ import jax.numpy as jnp
 from da3_jax import geometry
 
 
-def to_reference_frame(extrinsics_w2c: jax.Array) -> jax.Array:
-    """w2c ``[B,N,3,4]`` -> w2c ``[B,N,4,4]`` with view 0 at the identity: ``E_i @ E_0^-1``."""
-    e = geometry.to_homogeneous(extrinsics_w2c)
-    c2w0 = geometry.w2c_to_c2w(e[:, :1])
-    return e @ c2w0
+def normalize_scene(depth, valid, extrinsics_w2c, intrinsics):
+    """Reference-frame (view 0), unit-mean-point-norm scene: ``geometry.normalize_scene_scale``.
 
-
-def normalize_scene(depth, valid, extrinsics_w2c, intrinsics, eps: float = 1e-6):
-    """Reference-frame, unit-mean-point-norm scene. Returns ``(depth, w2c [B,N,3,4], scale [B])``.
-
-    ``scale`` is the divisor (1 for scenes with no valid pixel). Invalid depths are set to 0.
-    Same definition as ``geometry.normalize_scene_scale`` (which, at the time of writing, rejects
-    ``[B, N, H, W]`` depth with ``[B, N, 3, 4]`` cameras unless B == N or B == 1: its batch check
-    compares depth's leading dims without N to the cameras' with N).
+    Args: ``depth [B,N,H,W]``, ``valid [B,N,H,W]`` bool, ``extrinsics_w2c [B,N,3,4]``,
+    ``intrinsics [B,N,3,3]``. Returns ``(depth [B,N,H,W], w2c [B,N,3,4], scale [B])`` where
+    ``scale`` is the *divisor* (mean valid point norm; 1 for scenes with no valid pixel),
+    invalid depths are set to 0, and everything is a constant (``stop_gradient``).
     """
-    m = valid.astype(jnp.float32)
+    valid = valid.astype(bool)
     depth = jnp.where(valid, depth, 0.0)
-    e = to_reference_frame(extrinsics_w2c)
-    pts = geometry.points_from_depth(depth, e[..., :3, :], intrinsics, pixel_center=0.5)
-    norms = jnp.linalg.norm(pts, axis=-1)
-    count = jnp.sum(m, axis=(1, 2, 3))
-    mean = jnp.sum(jnp.where(valid, norms, 0.0), axis=(1, 2, 3)) / jnp.maximum(count, 1.0)
-    scale = jnp.where((count > 0) & (mean > eps), mean, 1.0)
-    scale = jax.lax.stop_gradient(scale)
-    e = e[..., :3, :]
-    e = e.at[..., :, 3].divide(scale[:, None, None])
-    return depth / scale[:, None, None, None], e, scale
+    depth_n, w2c, inv_scale = geometry.normalize_scene_scale(
+        depth, extrinsics_w2c, intrinsics, mask=valid, ref_index=0, pixel_center=0.5
+    )
+    depth_n = jnp.where(valid, depth_n, 0.0)
+    return jax.lax.stop_gradient((depth_n, w2c, 1.0 / inv_scale))
 
 
 def make_targets(batch: dict, ray_hw: tuple[int, int]) -> dict:

@@ -227,6 +227,49 @@ def test_normalize_scene_scale_reference():
     np.testing.assert_allclose(pts_new[0, 0], x1, rtol=1e-4, atol=1e-5)
 
 
+def _np_normalize_scene(depth, w2c, k, mask, ref):
+    """float64 reference for one scene: (depth * scale, w2c in the ref frame, scale)."""
+    n, h, w = depth.shape
+    u, v = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    pix = np.stack([u, v, np.ones_like(u)], -1)
+    e = np.concatenate([w2c, np.tile([[[0, 0, 0, 1.0]]], (n, 1, 1))], -2)
+    norms = []
+    for i in range(n):
+        xc = (pix @ np.linalg.inv(k[i]).T) * depth[i][..., None]
+        xw = (xc - w2c[i, :, 3]) @ w2c[i, :, :3]
+        xr = xw @ w2c[ref, :, :3].T + w2c[ref, :, 3]
+        norms.append(np.linalg.norm(xr, axis=-1)[mask[i]])
+    scale = 1.0 / np.concatenate(norms).mean()
+    e_n = (e @ np.linalg.inv(e[ref]))[:, :3]
+    e_n[..., 3] *= scale
+    return depth * scale, e_n, scale
+
+
+def test_normalize_scene_scale_batched_b_ne_n():
+    """B=2 scenes of N=3 views (B != N, B != 1): per-scene float64 reference."""
+    rng = np.random.default_rng(11)
+    b, n, h, w = 2, 3, 5, 7
+    rot = Rotation.random(b * n, random_state=11).as_matrix().reshape(b, n, 3, 3)
+    w2c = np.concatenate([rot, rng.normal(size=(b, n, 3, 1))], -1)
+    k = np.tile(np.array([[9.0, 0, 3.4], [0, 8.0, 2.6], [0, 0, 1]]), (b, n, 1, 1))
+    k[1, :, :2, :2] *= 1.3  # different cameras per scene
+    depth = rng.uniform(0.5, 6, (b, n, h, w)) * np.array([1.0, 7.0])[:, None, None, None]
+    mask = rng.random((b, n, h, w)) < 0.75
+    f32 = np.float32
+    depth_n, w2c_n, scale = normalize_scene_scale(
+        depth.astype(f32), w2c.astype(f32), k.astype(f32), mask, ref_index=0
+    )
+    assert depth_n.shape == (b, n, h, w) and w2c_n.shape == (b, n, 3, 4) and scale.shape == (b,)
+    for i in range(b):
+        d_ref, e_ref, s_ref = _np_normalize_scene(depth[i], w2c[i], k[i], mask[i], 0)
+        np.testing.assert_allclose(np.asarray(scale)[i], s_ref, rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(depth_n)[i], d_ref, rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(w2c_n)[i], e_ref, rtol=1e-4, atol=1e-5)
+    assert float(scale[0]) > 2 * float(scale[1])  # per-scene scales, not one shared scale
+    with pytest.raises(ValueError, match="mismatched batch dims"):
+        normalize_scene_scale(depth.astype(f32), np.tile(w2c, (2, 1, 1, 1)).astype(f32), k)
+
+
 def test_normalize_scene_scale_gradient_and_errors():
     depth = np.ones((2, 3, 4), np.float32)
     depth[0, 0, 0] = 0.0  # invalid pixel in the reference view sits at the origin

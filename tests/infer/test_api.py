@@ -179,3 +179,22 @@ def test_from_training_checkpoint(predictor, tmp_path):
     (tmp_path / "x.ckpt").write_text("x")
     with pytest.raises(ValueError, match="safetensors"):
         Predictor.from_checkpoint(str(tmp_path / "x.ckpt"))
+
+
+def test_view_parallel_padded_views_match_single_device(predictor, soh_paths, monkeypatch):
+    """3 views on 2 devices: the forward pads to 4 views (view axis 2), masks the padded view
+    out of cross-view attention and reference selection, and equals the single-device run."""
+    paths = soh_paths + soh_paths[:1]
+    ref = predictor.predict(paths, process_res=PROCESS_RES)
+    fwd = predictor.forward
+    two = jax.devices()[:2]
+    monkeypatch.setattr(jax, "devices", lambda *a: two)
+    fwd.view_parallel = True
+    try:
+        mesh = fwd._mesh_for(3)
+        assert dict(mesh.shape)["view"] == 2
+        out = predictor.predict(paths, process_res=PROCESS_RES)
+    finally:
+        fwd.view_parallel = False
+    np.testing.assert_allclose(out.depth, ref.depth, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(out.extrinsics, ref.extrinsics, rtol=2e-4, atol=2e-5)

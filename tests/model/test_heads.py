@@ -2,7 +2,8 @@
 
 The official heads are built standalone with the kwargs of the packaged YAML configs, their
 constant-initialised parameters (LayerNorms) are perturbed, the state dict is mapped with
-`torch_to_flax_head_params` (whose tree must equal the flax init tree exactly), and both run
+the converter's naming rule (`da3_jax.convert.naming`, `head_params` below; the tree must equal
+the flax init tree exactly), and both run
 on the same random features. Tolerance: max|Δ| / max|ref| <= 1e-4.
 """
 
@@ -17,8 +18,10 @@ from depth_anything_3.model.dualdpt import DualDPT as TorchDualDPT
 from depth_anything_3.model.gsdpt import GSDPT as TorchGSDPT
 from scipy.spatial.transform import Rotation
 
+from da3_jax.convert import naming
+from da3_jax.convert import official as convert_official
 from da3_jax.model.dpt import DPT, DualDPT, sky_postprocess
-from da3_jax.model.dpt_blocks import bilinear_resize_align_corners, torch_to_flax_head_params
+from da3_jax.model.dpt_blocks import bilinear_resize_align_corners
 from da3_jax.model.gs_adapter import gaussian_adapter
 from da3_jax.model.gsdpt import GSDPT
 
@@ -56,13 +59,29 @@ def assert_same_tree(params, init_params):
         assert got[k] == want[k], (k, got[k], want[k])
 
 
-def run_both(torch_head, flax_head, feats_np, image_hw, seed, drop_keys=(), images=None):
+def head_params(state_dict, prefix="head"):
+    """A standalone head's state dict (keys relative to the head) -> flax params, with the
+    converter's rules: `naming.flax_path` / `naming.to_flax_layout` on the full official key
+    (`head.` / `gs_head.` prefix; ConvTranspose layout), the documented unused aux keys dropped,
+    and the shared aux LayerNorm read from its level-0 alias when level 3 is absent."""
+    sd = {f"{prefix}.{k}": np.asarray(v) for k, v in state_dict.items()}
+    for k in list(sd):
+        m = convert_official._AUX_LN.match(k)
+        if m and m.group(2) == "0":
+            sd.setdefault(f"{m.group(1)}3{m.group(3)}", sd[k])
+    flat = {naming.flax_path(k, v.ndim): np.ascontiguousarray(naming.to_flax_layout(k, v))
+            for k, v in sd.items() if not convert_official._DROPPED.search(k)}
+    return naming.unflatten(flat)[prefix]
+
+
+def run_both(torch_head, flax_head, feats_np, image_hw, seed, drop_keys=(), images=None,
+             prefix="head"):
     perturb_norms(torch_head, seed)
     torch_head.eval()
     sd = state_dict_np(torch_head)
     for k in drop_keys:
         del sd[k]
-    params = torch_to_flax_head_params(sd)
+    params = head_params(sd, prefix)
     feats_j = [jnp.asarray(f.reshape(-1, *f.shape[2:])) for f in feats_np]
     extra, kw = (), {}
     if images is not None:  # [B, S, 3, H, W] as upstream; NHWC frames for the flax head
@@ -152,7 +171,7 @@ def test_gsdpt_giant_parity():
     feats = random_feats(1, 2, ph, pw, 3072, seed=8)
     images = np.random.default_rng(9).standard_normal((1, 2, 3, 14 * ph, 14 * pw))
     out, ref = run_both(th, fh, feats, (14 * ph, 14 * pw), seed=10,
-                        images=images.astype(np.float32))
+                        images=images.astype(np.float32), prefix="gs_head")
     assert out["raw_gs"].shape == (2, 14 * ph, 14 * pw, 37)
     errs = {k: rel_err(out[k], ref[k].reshape(out[k].shape)) for k in ref}
     print("da3-giant gs_head", errs)
