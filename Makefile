@@ -6,7 +6,7 @@ STAMP := $(VENV)/.da3_jax_installed
 
 .PHONY: install test demo lint clean
 
-$(STAMP): setup.py
+$(STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU torch wheel first, so nothing later pulls a CUDA build.
