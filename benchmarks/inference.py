@@ -290,7 +290,7 @@ def main(argv=None) -> dict:
                     print(f"# {model} {size_txt} N={n} {impl}: {json.dumps(row[impl])[:400]}",
                           file=sys.stderr, flush=True)
                 if a.parity and not a.compile_only and all(
-                        "error" not in row.get(i, {}) for i in ("jax", "official")):
+                        i in row and "error" not in row[i] for i in ("jax", "official")):
                     import numpy as np
 
                     dj = np.load(os.path.join(tmp, "jax.npz"))["depth"]

@@ -23,10 +23,10 @@ def _tiny(kind):
     return cfg
 
 
-@pytest.mark.parametrize("kind,remat", [("anyview", "dots"), ("mono", "none")])
-def test_scanned_forward_equals_unrolled(kind, remat):
+@pytest.mark.parametrize("kind,remat,grads", [("anyview", "dots", True), ("mono", "none", False)])
+def test_scanned_forward_equals_unrolled(kind, remat, grads):
     cfg = _tiny(kind)
-    images = jax.random.normal(jax.random.key(1), (1, 3, 28, 42, 3))  # N=3: reference selection
+    images = jax.random.normal(jax.random.key(1), (1, 3, 28, 28, 3))  # N=3: reference selection
     shapes = jax.eval_shape(DA3(cfg).init, jax.random.key(0), images)["params"]
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda s: (rng.normal(size=s.shape) * 0.05).astype(np.float32), shapes)
@@ -44,6 +44,8 @@ def test_scanned_forward_equals_unrolled(kind, remat):
         def f(p, x):
             out = model.apply({"params": p}, x)
             return jnp.mean(out["depth"] ** 2), out
+        if not grads:
+            return jax.jit(lambda p, x: ((None, f(p, x)[1]), None))
         return jax.jit(jax.value_and_grad(f, has_aux=True))
 
     (_, ref), g_ref = loss(DA3(cfg))(params, images)
@@ -51,6 +53,8 @@ def test_scanned_forward_equals_unrolled(kind, remat):
     assert set(out) == set(ref)
     for key in ref:
         np.testing.assert_allclose(out[key], ref[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    if not grads:
+        return
     g_back = scan.to_unrolled(g_out, sched, at=AT)
     scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g_ref))
     for (path, g), r in zip(jax.tree_util.tree_leaves_with_path(g_back), jax.tree.leaves(g_ref),
