@@ -140,10 +140,8 @@ def worker_jax(a) -> dict:
         params = None
     if a.attention_impl:
         cfg.attention_impl = a.attention_impl
-    if a.attention_override == "qblock":
-        from benchmarks import attention_proto
-
-        attention_proto.install()
+    if a.attention_override == "qblock":  # alias of --attention-impl qblock
+        cfg.attention_impl = "qblock"
     model = DA3(cfg)
     if params is None:
         params = jax.jit(model.init)(jax.random.PRNGKey(0),
@@ -243,7 +241,7 @@ def main(argv=None) -> dict:
                     help="same (converted) weights on both sides; compare depth")
     ap.add_argument("--attention-impl", default="", help="override config.attention_impl")
     ap.add_argument("--jax-attention-override", default="", choices=("", "qblock"),
-                    help="benchmark-only prototype kernel (benchmarks/attention_proto.py)")
+                    help="alias of --attention-impl qblock")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per worker")
     ap.add_argument("--json", default="", help="write all results to this file")
     ap.add_argument("--compile-only", action="store_true",

@@ -9,7 +9,7 @@ Each implementation runs in its own subprocess pinned to `--threads` CPUs.
     their FLOPs come from XLA's cost analysis, so each stage gets its own GFLOP/s. The
     cross-view attention of one global block ([1, N(1+P), H, Dh]) is also timed alone for the
     'dense', 'xla' and 'chunked' kernels of `da3_jax.parallel.attention` and the query-blocked
-    prototype of `benchmarks.attention_proto` (torch's `scaled_dot_product_attention` on the
+    `qblock` kernel of `da3_jax.parallel.attention` (torch's `scaled_dot_product_attention` on the
     official side).
   * official: the network is called directly (fp32, `torch.inference_mode`) and forward hooks
     time `backbone` and `head` (torch on CPU is synchronous); `torch.utils.flop_counter`
@@ -80,13 +80,8 @@ def worker_jax(a) -> dict:
     length = n * (1 + (h // 14) * (w // 14))
     q, k, v = (jax.random.normal(jax.random.PRNGKey(i), (1, length, cfg.num_heads, dh))
                for i in range(3))
-    from benchmarks.attention_proto import qblock_attention
-
-    for kern in ("dense", "xla", "chunked", "qblock (prototype)"):
-        if kern.startswith("qblock"):
-            f = jax.jit(qblock_attention)
-        else:
-            f = jax.jit(lambda q_, k_, v_, kern=kern: attention_kernel(q_, k_, v_, kernel=kern))
+    for kern in ("dense", "xla", "chunked", "qblock"):
+        f = jax.jit(lambda q_, k_, v_, kern=kern: attention_kernel(q_, k_, v_, kernel=kern))
         try:
             jax.block_until_ready(f(q, k, v))
             t = _common.timed(lambda f=f: jax.block_until_ready(f(q, k, v)), a.repeats, 0)

@@ -50,6 +50,8 @@ def _vjp(fn, q, k, v, mask, g):
 KERNEL_FNS = {
     "dense": A.dense_attention,
     "xla": A.xla_attention,
+    "qblock4": functools.partial(A.qblock_attention, block=4),
+    "qblock_nomask": functools.partial(A.qblock_attention, block=256),
     "chunked4": functools.partial(A.chunked_attention, chunk_size=4),
     "chunked_big": functools.partial(A.chunked_attention, chunk_size=64),
     "chunked4_nomask": functools.partial(A.chunked_attention, chunk_size=4),
