@@ -199,3 +199,20 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> dict:
 def emit(result: dict) -> None:
     """Print a worker's result as one JSON line (the parent reads the last one)."""
     print(json.dumps(result), flush=True)
+
+
+def publish(report: dict, format_table, json_path: str = "") -> dict:
+    """Stamp ``machine_after``, print ``format_table(report)`` and optionally write JSON."""
+    report["machine_after"] = machine_info()
+    print(format_table(report))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=1)
+    return report
+
+
+def report_header(report: dict, details: str) -> list[str]:
+    """Machine line + end-of-run load average + ``details``, as the lines above a table."""
+    return [machine_line(report["machine"]),
+            f"Load average at the end: {report['machine_after']['load_avg'][0]:.2f} (1 min). "
+            + details, ""]

@@ -164,13 +164,9 @@ def main(argv=None) -> dict:
             r["end_to_end"] = bench_end_to_end(a.model, n, (h, w), 3)
         print(f"# {json.dumps(r)}", file=sys.stderr, flush=True)
         rows.append(r)
-    report = {"machine": info, "machine_after": _common.machine_info(), "model": a.model,
-              "size": a.size, "threads": a.threads, "rows": rows, "time": time.time()}
-    print(format_table(report))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(report, f, indent=1)
-    return report
+    report = {"machine": info, "model": a.model, "size": a.size, "threads": a.threads,
+              "rows": rows, "time": time.time()}
+    return _common.publish(report, format_table, a.json)
 
 
 def format_table(report: dict) -> str:

@@ -297,14 +297,9 @@ def main(argv=None) -> dict:
                 results.append(row)
     if a.compile_only:
         return {"rows": results}
-    report = {"machine": info, "machine_after": _common.machine_info(),
-              "threads": a.threads, "matmul_peak": peak, "rows": results,
+    report = {"machine": info, "threads": a.threads, "matmul_peak": peak, "rows": results,
               "argv": sys.argv[1:] if argv is None else list(argv)}
-    print(format_table(report))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(report, f, indent=1)
-    return report
+    return _common.publish(report, format_table, a.json)
 
 
 def format_table(report: dict) -> str:

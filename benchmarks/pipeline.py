@@ -114,14 +114,9 @@ def main(argv=None) -> dict:
         for _ in range(a.batches):
             step({k: jnp.asarray(v) for k, v in next(it).items()})
         res[f"loop_{name}_s_per_batch"] = (time.perf_counter() - t0) / a.batches
-    report = {"machine": info, "machine_after": _common.machine_info(), "threads": a.threads,
-              "result": res}
+    report = {"machine": info, "threads": a.threads, "result": res}
     print(f"# {json.dumps(res)}", file=sys.stderr)
-    print(format_table(report))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(report, f, indent=1)
-    return report
+    return _common.publish(report, format_table, a.json)
 
 
 def format_table(report: dict) -> str:
@@ -140,12 +135,10 @@ def format_table(report: dict) -> str:
     headers = ["source", "pipeline batches/s", "pipeline views/s", "pipeline CPU s/batch",
                f"{r['model']} step batches/s", "headroom (pipe/step)", "loop batches/s",
                "loop / step-alone time"]
-    return "\n".join([
-        _common.machine_line(report["machine"]),
-        f"Load average at the end: {report['machine_after']['load_avg'][0]:.2f} (1 min). "
-        f"Batch {r['batch']} x {r['views']} views x {h} x {w}; grain workers {r['workers']}; "
-        f"threads {report['threads']}.",
-        "", _common.markdown_table(headers, rows)])
+    return "\n".join(_common.report_header(
+        report, f"Batch {r['batch']} x {r['views']} views x {h} x {w}; "
+        f"grain workers {r['workers']}; threads {report['threads']}.")
+        + [_common.markdown_table(headers, rows)])
 
 
 if __name__ == "__main__":

@@ -190,13 +190,8 @@ def main(argv=None) -> dict:
     for impl in a.impls.split(","):
         res[impl] = _common.run_worker(MODULE, ["--worker", impl] + args)
         print(f"# {impl}: {json.dumps(res[impl])}", file=sys.stderr, flush=True)
-    report = {"machine": info, "machine_after": _common.machine_info(), "args": vars(a),
-              "matmul_peak": peak, "result": res}
-    print(format_table(report))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(report, f, indent=1)
-    return report
+    report = {"machine": info, "args": vars(a), "matmul_peak": peak, "result": res}
+    return _common.publish(report, format_table, a.json)
 
 
 def format_table(report: dict) -> str:

@@ -144,13 +144,9 @@ def main(argv=None) -> dict:
         print(f"# {json.dumps(r)}", file=sys.stderr, flush=True)
         rows.append(r)
     peak_after = _common.matmul_peak_gflops()
-    report = {"machine": info, "machine_after": _common.machine_info(), "threads": a.threads,
-              "matmul_peak": peak, "matmul_peak_after": peak_after, "rows": rows}
-    print(format_table(report))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(report, f, indent=1)
-    return report
+    report = {"machine": info, "threads": a.threads, "matmul_peak": peak,
+              "matmul_peak_after": peak_after, "rows": rows}
+    return _common.publish(report, format_table, a.json)
 
 
 def format_table(report: dict) -> str:
@@ -166,12 +162,10 @@ def format_table(report: dict) -> str:
                      r["fwd_xla_flops"] / r["fwd_analytic_flops"], r["mfu_model"],
                      r["mfu_xla"], r["compile_s"]])
     p0, p1 = report["matmul_peak"]["gflops_median"], report["matmul_peak_after"]["gflops_median"]
-    return "\n".join([
-        _common.machine_line(report["machine"]),
-        f"Load average at the end: {report['machine_after']['load_avg'][0]:.2f} (1 min). "
-        f"Threads: {report['threads']}. Measured f32 matmul peak (jnp.dot 2048^2): "
-        f"{p0:.1f} GFLOP/s before, {p1:.1f} GFLOP/s after (MFU uses the first).",
-        "", _common.markdown_table(headers, rows)])
+    return "\n".join(_common.report_header(
+        report, f"Threads: {report['threads']}. Measured f32 matmul peak (jnp.dot 2048^2): "
+        f"{p0:.1f} GFLOP/s before, {p1:.1f} GFLOP/s after (MFU uses the first).")
+        + [_common.markdown_table(headers, rows)])
 
 
 if __name__ == "__main__":
