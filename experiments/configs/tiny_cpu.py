@@ -50,7 +50,7 @@ def get_config(arg=None):
     elif a.stage == "student":
         c.loss.beta = 5.0  # pose is the slowest thing to learn from scratch in a few hundred steps
         c.data.train_sources.append(os.path.join(a.data, "pseudo.array_record"))
-        c.optim = common.optim_config(lr=1e-3, total_steps=steps or 800, warmup_steps=30)
+        c.optim = common.optim_config(lr=1e-3, total_steps=steps or 2000, warmup_steps=30)
     elif a.stage == "pseudo_label":
         c.teacher = ml_collections.ConfigDict()
         c.teacher.workdir = a.teacher_workdir
