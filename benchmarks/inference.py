@@ -341,12 +341,10 @@ def format_table(report: dict) -> str:
         if parity:
             row.append(r.get("depth_rel_err", float("nan")))
         rows.append(row)
-    m = report["machine"]
-    lines = [_common.machine_line(m),
-             f"Load average at the end: {report['machine_after']['load_avg'][0]:.2f} (1 min). "
-             f"Threads per implementation: {report['threads']}. Measured f32 matmul peak "
-             f"(jnp.dot 2048^2): {peak:.1f} GFLOP/s.",
-             "", _common.markdown_table(headers, rows), "",
+    lines = _common.report_header(
+        report, f"Threads per implementation: {report['threads']}. Measured f32 matmul peak "
+        f"(jnp.dot 2048^2): {peak:.1f} GFLOP/s.") + [
+             _common.markdown_table(headers, rows), "",
              "*official MFU uses the same (da3_jax XLA) FLOP count; the official head also "
              "computes three discarded aux levels, so its true FLOPs are higher."]
     return "\n".join(lines)
