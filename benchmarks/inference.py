@@ -22,10 +22,13 @@ the first forward (imports, weights and inputs resident), i.e. the memory the fo
 (for jax this also holds allocator memory retained after compiling, roughly constant in N);
 `peak incl. compile` is the whole-process peak, first call with the XLA compile included.
 Latency is the median of `--repeats` timed calls
-after one warm-up call; each timed jax call gets a new image (same shape) and the table
-reports how many times the jitted forward was traced/compiled (1 = no recompilation when only
-the image content changes). `model GFLOP` is XLA's cost analysis of the jitted forward
-(`jitted.lower(...).cost_analysis()`), `MFU` = GFLOP / latency / measured matmul peak
+after one warm-up call; each timed jax call gets a new image (same shape) and `jax recompiles`
+counts the traces after the warm-up call (0 = no recompilation when only the image content
+changes). `XLA GFLOP` is XLA's cost analysis of the forward lowered with the
+loop-free 'dense' attention kernel (XLA counts a loop body once, and the default CPU kernel
+loops over heads and query blocks; the maths is the same), `analytic GFLOP` is
+`benchmarks.flops.forward_flops` (matmuls and convs only) as the cross-check,
+`MFU` = XLA GFLOP / latency / measured matmul peak
 (jnp.dot 2048^2 f32, measured in a child with the same thread count). `CPU s` is the
 process CPU time of one forward (all threads; less sensitive to other load on the machine than
 wall time, but it includes thread-pool spinning).
@@ -140,34 +143,68 @@ def worker_jax(a) -> dict:
         params = None
     if a.attention_impl:
         cfg.attention_impl = a.attention_impl
-    if a.attention_override == "qblock":  # alias of --attention-impl qblock
-        cfg.attention_impl = "qblock"
     model = DA3(cfg)
     if params is None:
         params = jax.jit(model.init)(jax.random.PRNGKey(0),
                                      jnp.zeros((1, 1) + hw + (3,), jnp.float32))["params"]
     params = jax.device_put(params)
-    traces = [0]
+    if a.jax_path == "forward":
+        # The inference path (`Predictor` uses it): backbone and heads as two jitted stages,
+        # each compiled with its own XLA:CPU options (`da3_jax.parallel.xla_options`).
+        from da3_jax.infer.forward import Forward
 
-    def forward(p, x):
-        traces[0] += 1  # Python side effect: runs once per trace (= per compile)
-        return model.apply({"params": p}, x, ref_view_strategy="saddle_balanced")
+        runner = Forward(cfg, params)
 
-    fwd = jax.jit(forward)
-    xs = [jax.device_put(_inputs(a.views, hw, s)) for s in range(a.repeats + 1)]
+        def fwd(p, x):
+            return runner(x, ref_view_strategy="saddle_balanced")
+
+        def n_traces():
+            return runner.trace_count
+
+        def n_cached():
+            return len(runner._fns)
+    else:
+        traces = [0]
+
+        def forward(p, x):
+            traces[0] += 1  # Python side effect: runs once per trace (= per compile)
+            return model.apply({"params": p}, x, ref_view_strategy="saddle_balanced")
+
+        fwd = jax.jit(forward)
+
+        def n_traces():
+            return traces[0]
+
+        def n_cached():
+            return fwd._cache_size()
+
+    xs = [_inputs(a.views, hw, s) for s in range(a.repeats + 1)]
+    if a.jax_path != "forward":
+        xs = [jax.device_put(x) for x in xs]
     if a.compile_only:  # fills the persistent compilation cache (JAX_COMPILATION_CACHE_DIR)
         t0 = time.perf_counter()
-        fwd.lower(params, xs[0]).compile()
+        jax.block_until_ready(fwd(params, xs[0]))
         return {"impl": "jax", "compile_s": time.perf_counter() - t0}
     flops = float("nan")
     if not a.no_cost_analysis:
-        ca = fwd.lower(params, xs[0]).cost_analysis()
+        # XLA counts a loop body once, so the FLOPs come from the same forward lowered with the
+        # loop-free 'dense' kernel (same maths; lowering only, nothing is compiled).
+        dense_cfg = cfg.copy_and_resolve_references()
+        dense_cfg.attention_impl = "dense"
+        dense_model = DA3(dense_cfg)
+        ca = jax.jit(
+            lambda p, x: dense_model.apply({"params": p}, x, ref_view_strategy="saddle_balanced")
+        ).lower(params, xs[0]).cost_analysis()
         ca = ca[0] if isinstance(ca, (list, tuple)) else ca
         flops = float(ca.get("flops", float("nan")))
+    from benchmarks.flops import forward_flops
+
+    analytic = forward_flops(cfg, a.views, hw)["total"]
     rss_before = _common.vm_rss_bytes()
     t0 = time.perf_counter()
     out = jax.block_until_ready(fwd(params, xs[0]))
     first = time.perf_counter() - t0
+    traces_warm = n_traces()
     hwm_warmup = _common.vm_hwm_bytes()
     del out  # keep only the timed calls' outputs resident, as on the torch side
     reset = _common.reset_peak_rss()
@@ -183,7 +220,10 @@ def worker_jax(a) -> dict:
            "rss_before_fwd_bytes": rss_before, "hwm_through_warmup_bytes": hwm_warmup,
            "peak_reset": reset, "rss_before_timed_bytes": rss_steady,
            "timed_peak_bytes": _common.vm_hwm_bytes(),
-           "traces": traces[0], "jit_cache_size": fwd._cache_size(), "xla_flops": flops}
+           "traces": n_traces(), "recompiles": n_traces() - traces_warm,
+           "jit_cache_size": n_cached(), "xla_flops": flops,
+           "analytic_flops": analytic, "attention_impl": cfg.attention_impl,
+           "jax_path": a.jax_path}
     if a.dump:
         np.savez(a.dump, depth=np.asarray(fwd(params, xs[0])["depth"]))
     return res
@@ -206,7 +246,7 @@ def worker_main(argv) -> None:
     ap.add_argument("--load-weights", default="")
     ap.add_argument("--dump", default="")
     ap.add_argument("--attention-impl", default="")
-    ap.add_argument("--attention-override", default="", choices=("", "qblock"))
+    ap.add_argument("--jax-path", default="forward", choices=("forward", "apply"))
     ap.add_argument("--no-cost-analysis", action="store_true")
     ap.add_argument("--compile-only", action="store_true")
     a = ap.parse_args(argv)
@@ -240,8 +280,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--parity", action="store_true",
                     help="same (converted) weights on both sides; compare depth")
     ap.add_argument("--attention-impl", default="", help="override config.attention_impl")
-    ap.add_argument("--jax-attention-override", default="", choices=("", "qblock"),
-                    help="alias of --attention-impl qblock")
+    ap.add_argument("--jax-path", default="forward", choices=("forward", "apply"),
+                    help="forward: the inference path (da3_jax.infer.forward.Forward, two "
+                    "jitted stages with per-stage XLA options); apply: DA3.apply in one jit")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per worker")
     ap.add_argument("--json", default="", help="write all results to this file")
     ap.add_argument("--compile-only", action="store_true",
@@ -275,8 +316,8 @@ def main(argv=None) -> dict:
                         args += ["--load-weights", weights]
                     if impl == "jax" and a.attention_impl:
                         args += ["--attention-impl", a.attention_impl]
-                    if impl == "jax" and a.jax_attention_override:
-                        args += ["--attention-override", a.jax_attention_override]
+                    if impl == "jax":
+                        args += ["--jax-path", a.jax_path]
                     if a.parity:
                         args += ["--dump", os.path.join(tmp, f"{impl}.npz")]
                     if a.compile_only:
@@ -306,8 +347,9 @@ def format_table(report: dict) -> str:
     peak = report["matmul_peak"]["gflops_median"]
     gib = 2.0**30
     headers = ["model", "W x H", "N", "jax ms", "official ms", "speed-up", "jax CPU s",
-               "official CPU s", "jax compiles",
-               "jax GFLOP", "jax MFU", "official MFU*", "jax peak GiB", "official peak GiB",
+               "official CPU s", "jax recompiles",
+               "XLA GFLOP", "analytic GFLOP", "jax MFU", "official MFU*", "jax peak GiB",
+               "official peak GiB",
                "jax peak - base GiB", "official peak - base GiB", "jax peak incl. compile GiB"]
     parity = any("depth_rel_err" in r for r in report["rows"])
     if parity:
@@ -334,7 +376,7 @@ def format_table(report: dict) -> str:
             return _common.median(x["cpu_s"]) if "cpu_s" in x else float("nan")
 
         row = [r["model"], r["size"], r["views"], jm, om, om / jm, cpu(j), cpu(o),
-               j.get("traces", "n/a"), flops / 1e9,
+               j.get("recompiles", "n/a"), flops / 1e9, j.get("analytic_flops", float("nan")) / 1e9,
                flops / (jm * 1e-3) / (peak * 1e9), flops / (om * 1e-3) / (peak * 1e9),
                mem(j, "peak"), mem(o, "peak"), mem(j, "delta"), mem(o, "delta"),
                mem(j, "all")]

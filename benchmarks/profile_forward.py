@@ -5,8 +5,11 @@
 
 Each implementation runs in its own subprocess pinned to `--threads` CPUs.
   * da3_jax: the backbone (`model.vit.Backbone`) and the head (`model.dpt.DualDPT`) are jitted
-    separately with the full model's params and timed (median of `--repeats` after a warm-up);
-    their FLOPs come from XLA's cost analysis, so each stage gets its own GFLOP/s. The
+    separately with the full model's params and their stage's XLA options
+    (`da3_jax.parallel.xla_options`, as the inference path compiles them) and timed (median of
+    `--repeats` after a warm-up); `full` is `DA3.apply` in one jit with XLA's defaults. FLOPs
+    come from XLA's cost analysis of the same functions lowered with the loop-free 'dense'
+    attention kernel, so each stage gets its own GFLOP/s. The
     cross-view attention of one global block ([1, N(1+P), H, Dh]) is also timed alone for the
     'dense', 'xla' and 'chunked' kernels of `da3_jax.parallel.attention` and the query-blocked
     `qblock` kernel of `da3_jax.parallel.attention` (torch's `scaled_dot_product_attention` on the
@@ -44,6 +47,7 @@ def worker_jax(a) -> dict:
     from da3_jax.model import configs as configs_lib
     from da3_jax.model.vit import Backbone
     from da3_jax.parallel.attention import attention_kernel
+    from da3_jax.parallel.xla_options import compiler_options
 
     cfg = get_config(a.model)
     h, w, n = a.height, a.width, a.views
@@ -63,14 +67,25 @@ def worker_jax(a) -> dict:
     def full_fn(p, x_):
         return model.apply({"params": p}, x_)
 
+    dense_cfg = cfg.copy_and_resolve_references()
+    dense_cfg.attention_impl = "dense"  # loop-free twin for XLA's FLOP count (same maths)
+
+    def dense_backbone_fn(p, x_):
+        feats = Backbone(dense_cfg).apply({"params": p}, x_)
+        return [f.reshape(n, f.shape[2], f.shape[3]) for f, _ in feats]
+
+    def dense_full_fn(p, x_):
+        return DA3(dense_cfg).apply({"params": p}, x_)
+
     out = {}
-    stages = {"backbone": (backbone_fn, params["backbone"], x),
-              "full": (full_fn, params, x)}
+    # name: (fn, loop-free twin for FLOPs, params, input, compiler-options stage)
+    stages = {"backbone": (backbone_fn, dense_backbone_fn, params["backbone"], x, "backbone"),
+              "full": (full_fn, dense_full_fn, params, x, None)}
     toks = jax.jit(backbone_fn)(params["backbone"], x)
-    stages["head"] = (head_fn, params["head"], toks)
-    for name, (fn, p, inp) in stages.items():
-        f = jax.jit(fn)
-        flops = _flops(f.lower(p, inp))
+    stages["head"] = (head_fn, head_fn, params["head"], toks, "head")
+    for name, (fn, dense_fn, p, inp, stage) in stages.items():
+        f = jax.jit(fn, compiler_options=compiler_options(stage) if stage else None)
+        flops = _flops(jax.jit(dense_fn).lower(p, inp))
         jax.block_until_ready(f(p, inp))
         t = _common.timed(lambda f=f, p=p, inp=inp: jax.block_until_ready(f(p, inp)),
                           a.repeats, 0)
@@ -80,7 +95,7 @@ def worker_jax(a) -> dict:
     length = n * (1 + (h // 14) * (w // 14))
     q, k, v = (jax.random.normal(jax.random.PRNGKey(i), (1, length, cfg.num_heads, dh))
                for i in range(3))
-    for kern in ("dense", "xla", "chunked", "qblock"):
+    for kern in ("dense", "xla", "chunked", "qblock"):  # 'auto' is 'qblock' on CPU
         f = jax.jit(lambda q_, k_, v_, kern=kern: attention_kernel(q_, k_, v_, kernel=kern))
         try:
             jax.block_until_ready(f(q, k, v))

@@ -28,7 +28,7 @@ class CameraEnc(nn.Module):
     num_heads: int = 16
     depth: int = 4
     mlp_ratio: float = 4.0
-    attention_impl: str = "dense"
+    attention_impl: str = "auto"
 
     @nn.compact
     def __call__(

@@ -20,7 +20,8 @@ field so scaling studies can vary it (DA3-official.md §1.1 gives the official v
   cam_enc, cam_dec  camera encoder / decoder present; cam_enc_heads (16 for every official
                     variant), cam_enc_depth (4).
   gs_head           Gaussian head present (giant; parameters only, see the heads module).
-  attention_impl    passed to `da3_jax.parallel.attention.dot_product_attention`.
+  attention_impl    passed to `da3_jax.parallel.attention.dot_product_attention` ("auto":
+                    the fastest exact linear-memory kernel of the backend).
   dtype             compute dtype of the backbone ('float32' or 'bfloat16'); params stay fp32,
                     LayerNorm statistics, softmax, heads and cameras run in fp32.
   scan_layers       False (default; the unrolled `blocks_i` layout that conversion produces) or
@@ -85,7 +86,7 @@ def _base(vit: str) -> ml_collections.ConfigDict:
     c.cam_enc_heads = 16
     c.cam_enc_depth = 4
     c.gs_head = False
-    c.attention_impl = "dense"
+    c.attention_impl = "auto"
     c.dtype = "float32"
     c.scan_layers = False
     c.remat_policy = "none"

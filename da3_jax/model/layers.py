@@ -93,7 +93,7 @@ class Attention(nn.Module):
 
     num_heads: int
     qk_norm: bool = False
-    attention_impl: str = "dense"
+    attention_impl: str = "auto"
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -126,7 +126,7 @@ class Block(nn.Module):
     norm_eps: float = 1e-6
     ls_init: float = 1.0
     qk_norm: bool = False
-    attention_impl: str = "dense"
+    attention_impl: str = "auto"
     dtype: Dtype = jnp.float32
 
     @nn.compact

@@ -14,6 +14,8 @@ lengths: there ``kv_mask`` must be a prefix mask (real keys first), which is wha
 produces.
 
 ``impl`` (config field ``model.attention_impl``) picks the kernel:
+  * ``"auto"`` (the model default): resolved at trace time from the default backend through
+    ``AUTO_KERNELS``: ``qblock`` on CPU, ``xla`` on GPU, ``chunked`` on TPU.
   * ``"dense"``: plain XLA einsum + softmax (reference; O(Lq*Lk) memory).
   * ``"qblock"``: exact softmax mapped over query blocks; same numbers as ``dense``, memory
     linear in the sequence, the fastest kernel on XLA:CPU.
@@ -36,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-KERNELS = ("dense", "qblock", "xla", "chunked", "splash")
+KERNELS = ("auto", "dense", "qblock", "xla", "chunked", "splash")
 VIEW_MODES = ("allgather_view", "ring_view")
 IMPLS = KERNELS + VIEW_MODES
 
@@ -46,6 +48,9 @@ MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
 DEFAULT_CHUNK = 1024
 SPLASH_BLOCK = 128
 QBLOCK = 256
+QBLOCK_WHOLE = 1536
+# 'auto' kernel per backend: the fastest exact kernel with memory linear in the sequence length.
+AUTO_KERNELS = {"cpu": "qblock", "gpu": "xla", "tpu": "chunked"}
 
 
 def split_impl(impl: str) -> tuple[str | None, str]:
@@ -65,6 +70,15 @@ def split_impl(impl: str) -> tuple[str | None, str]:
             f"optionally view modes with a ':kernel' suffix from {KERNELS}"
         )
     return mode, kernel
+
+
+def resolve_kernel(kernel: str, backend: str | None = None) -> str:
+    """``"auto"`` -> the kernel for ``backend`` (default: ``jax.default_backend()``) from
+    ``AUTO_KERNELS``; any other kernel name is returned unchanged."""
+    if kernel != "auto":
+        return kernel
+    backend = backend or jax.default_backend()
+    return AUTO_KERNELS.get(backend, "chunked")
 
 
 def local_impl(impl: str) -> str:
@@ -114,33 +128,51 @@ def dense_attention_with_lse(q, k, v, kv_mask=None):
     return out, jnp.transpose(lse, (0, 2, 1))
 
 
-def qblock_attention(q, k, v, kv_mask=None, *, block: int = QBLOCK):
-    """Exact attention mapped over query blocks (the fast CPU kernel; equals ``dense``).
+def qblock_attention(q, k, v, kv_mask=None, *, block: int | None = None):
+    """Exact attention mapped over heads and query blocks (the fast CPU kernel; equals ``dense``).
 
-    q, k, v are transposed once to ``[B, H, L, Dh]`` and ``lax.map`` runs one block of
-    ``block`` queries at a time, so each block's float32 logits ``[B, H, block, Lk]`` stay in
-    cache and the softmax is exact over all keys: same numbers as ``dense`` up to summation
-    order, memory O(B·H·block·Lk) instead of O(B·H·Lq·Lk), i.e. linear in the view count.
-    On XLA:CPU this runs ~4x faster than ``dense`` for the N·K-token global blocks
-    (benchmarks/RESULTS.md). XLA's cost analysis counts the ``lax.map`` body once, so FLOP
-    figures for this kernel must come from an analytic count.
+    q, k, v are laid out head-major once (``[B·H, L, Dh]``) and a ``lax.map`` over heads runs an
+    inner ``lax.map`` over blocks of ``block`` queries, so one block's float32 logits
+    ``[block, Lk]`` stay in cache. The softmax is exact over all keys: p = exp(s - max) is left
+    unnormalised and the ``[block, Dh]`` output is divided by the row sums (one pass less over
+    the logits). Same numbers as ``dense`` up to summation order; memory O(block·Lk) per step
+    instead of O(B·H·Lq·Lk), i.e. linear in the view count, in the backward pass too (each
+    block is rematerialised). ``block=None`` takes the whole sequence for Lq <= ``QBLOCK_WHOLE``
+    (within-view blocks) and ``QBLOCK`` queries otherwise (cross-view blocks), the fastest
+    settings measured on XLA:CPU (benchmarks/RESULTS.md). XLA's cost analysis counts a loop
+    body once, so FLOP figures for this kernel must come from an analytic count.
     """
     b, lq, h, d = q.shape
+    lk = k.shape[1]
+    if block is None:
+        block = lq if lq <= QBLOCK_WHOLE else QBLOCK
     nb = -(-lq // block)
-    qt = jnp.transpose(q * jnp.asarray(d**-0.5, q.dtype), (0, 2, 1, 3))
-    kt = jnp.transpose(k, (0, 2, 1, 3))
-    vt = jnp.transpose(v, (0, 2, 1, 3))
-    qt = jnp.pad(qt, ((0, 0), (0, 0), (0, nb * block - lq), (0, 0))).reshape(b, h, nb, block, d)
 
-    def one(qb):  # [B, H, block, Dh]
-        s = jnp.einsum("bhqd,bhkd->bhqk", qb, kt, preferred_element_type=jnp.float32)
-        if kv_mask is not None:
-            s = jnp.where(kv_mask[:, None, None, :], s, MASK_VALUE)
-        p = jax.nn.softmax(s, axis=-1)
-        return jnp.einsum("bhqk,bhkd->bhqd", p.astype(vt.dtype), vt)
+    def heads(x, length):  # [B, L, H, Dh] -> [B·H, L, Dh]
+        return jnp.transpose(x, (0, 2, 1, 3)).reshape(b * h, length, d)
 
-    o = jax.lax.map(one, jnp.moveaxis(qt, 2, 0))  # [nb, B, H, block, Dh]
-    o = jnp.moveaxis(o, 0, 2).reshape(b, h, nb * block, d)[:, :, :lq]
+    qt = heads(q * jnp.asarray(d**-0.5, q.dtype), lq)
+    qt = jnp.pad(qt, ((0, 0), (0, nb * block - lq), (0, 0))).reshape(b * h, nb, block, d)
+    kt, vt = heads(k, lk), heads(v, lk)
+    mt = None if kv_mask is None else jnp.repeat(kv_mask, h, axis=0)  # [B·H, Lk]
+
+    def one_head(args):
+        qh, kh, vh, mh = args  # [nb, block, Dh], [Lk, Dh], [Lk, Dh], [Lk] or None
+
+        @jax.checkpoint
+        def one_block(qb):  # [block, Dh]
+            s = jnp.einsum("qd,kd->qk", qb, kh, preferred_element_type=jnp.float32)
+            if mh is not None:
+                s = jnp.where(mh[None, :], s, MASK_VALUE)
+            p = jnp.exp(s - jax.lax.stop_gradient(s.max(axis=-1, keepdims=True)))
+            o = jnp.einsum("qk,kd->qd", p.astype(vh.dtype), vh,
+                           preferred_element_type=jnp.float32)
+            return o / p.sum(axis=-1, keepdims=True)
+
+        return jax.lax.map(one_block, qh)
+
+    o = jax.lax.map(one_head, (qt, kt, vt, mt))  # [B·H, nb, block, Dh] float32
+    o = o.reshape(b, h, nb * block, d)[:, :, :lq]
     return jnp.transpose(o, (0, 2, 1, 3)).astype(q.dtype)
 
 
@@ -348,6 +380,7 @@ def splash_attention(q, k, v, kv_mask=None, *, block: int = SPLASH_BLOCK, interp
 
 def attention_kernel(q, k, v, kv_mask=None, *, kernel: str = "dense"):
     """Run one of ``KERNELS`` on unsharded (or auto-sharded) q/k/v."""
+    kernel = resolve_kernel(kernel)
     if kernel == "dense":
         return dense_attention(q, k, v, kv_mask)
     if kernel == "qblock":
@@ -366,7 +399,7 @@ def dot_product_attention(
     k: jax.Array,
     v: jax.Array,
     *,
-    impl: str = "dense",
+    impl: str = "auto",
     kv_mask: jax.Array | None = None,
 ) -> jax.Array:
     """Scaled dot-product attention with the implementation picked by ``impl``.

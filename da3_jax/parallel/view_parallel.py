@@ -89,6 +89,8 @@ def view_token_mask(batch: int, num_views: int, num_padded: int, tokens_per_view
 
 
 def _with_lse(kernel: str):
+    if kernel == "auto":  # the ring merge needs the logsumexp: the linear-memory kernel
+        kernel = "chunked"
     if kernel == "dense":
         return attn_lib.dense_attention_with_lse
     if kernel == "chunked":
