@@ -2,13 +2,20 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Two set-up stamps: the demo needs only the package (jax, flax, grain, ...); the tests also
+# need the dev tools, the CPU torch wheel and the official package (parity references, ~2.5 GB).
+CORE_STAMP := $(VENV)/.da3_jax_core
 STAMP := $(VENV)/.da3_jax_installed
 
-.PHONY: install test demo lint clean
+.PHONY: install install-core test demo lint clean
 
-$(STAMP): setup.py Makefile
+$(CORE_STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $(CORE_STAMP)
+
+$(STAMP): $(CORE_STAMP)
 	# The CPU torch wheel first, so nothing later pulls a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev,torch]"
@@ -17,13 +24,15 @@ $(STAMP): setup.py Makefile
 	$(PY) -m pip install -q --no-deps depth-anything-3==0.1.1 e3nn==0.6.0 opt-einsum-fx==0.1.4 evo==1.38.1
 	touch $(STAMP)
 
+install-core: $(CORE_STAMP)
+
 install: $(STAMP)
 
 test: install
 	$(PY) -m ruff check .
 	$(PY) -m pytest -n 2 --dist loadfile --durations=20 tests
 
-demo: install
+demo: install-core
 	$(PY) -m experiments.demo --workdir=runs/demo
 
 lint: install

@@ -294,8 +294,8 @@ class Predictor:
         images = np.stack([p["norm"] for p in group])
         ext = k = None
         if group[0]["ext"] is not None:
-            ext = np.asarray(normalize_input_extrinsics(
-                np.stack([p["ext"] for p in group]).astype(np.float32)))
+            ext = np.asarray(normalize_input_extrinsics(  # centred in float64 first
+                np.stack([poses_lib.centre_world(p["ext"]) for p in group]).astype(np.float32)))
             k = np.stack([p["k"] for p in group]).astype(np.float32)
         out = self.forward(images, ext, k, ref_view_strategy, use_ray_pose, infer_gs)
         if infer_gs:

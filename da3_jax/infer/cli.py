@@ -19,14 +19,31 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
+import shutil
 import sys
+import tempfile
 import time
+
+# `da3_jax.model.preprocess.METHODS`, spelled out so that `--help` imports no jax (a test
+# checks that the two agree).
+PROCESS_RES_METHODS = ("upper_bound_resize", "upper_bound_crop", "lower_bound_resize",
+                       "lower_bound_crop")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
     from da3_jax.infer.export import FORMATS
-    from da3_jax.model.preprocess import METHODS
 
     p = argparse.ArgumentParser(prog="da3-jax", description="Depth Anything 3 (JAX) inference")
     sub = p.add_subparsers(dest="command", required=True)
@@ -36,10 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True, help="output directory")
     pr.add_argument("--export", default="npz,glb",
                     help=f"comma-separated formats from {', '.join(FORMATS)} (default npz,glb)")
-    pr.add_argument("--fps", type=float, default=1.0, help="video frame sampling rate")
+    pr.add_argument("--fps", type=_positive_float, default=1.0, help="video frame sampling rate")
     pr.add_argument("--max-views", type=int, default=None, help="use at most this many views")
     pr.add_argument("--process-res", type=int, default=504)
-    pr.add_argument("--process-res-method", default="upper_bound_resize", choices=METHODS)
+    pr.add_argument("--process-res-method", default="upper_bound_resize",
+                    choices=PROCESS_RES_METHODS)
     pr.add_argument("--max-views-per-device", type=int, default=None,
                     help="views per device per head chunk (bounds memory for many views)")
     pr.add_argument("--ref-view-strategy", default="saddle_balanced",
@@ -80,15 +98,75 @@ def _info(args) -> int:
     return 0
 
 
-def _predict(args) -> int:
+def check_paths(args) -> None:
+    """Every path argument, before any image is read or the model loaded (ValueError).
+
+    --checkpoint must exist; --out must be a folder or not exist yet, and be writable (it is
+    created here and probed with a temporary file)."""
+    if not os.path.exists(args.checkpoint):
+        raise ValueError(f"--checkpoint {args.checkpoint!r}: no such file or folder")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r}: exists and is not a folder; give a folder path")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=args.out):
+            pass
+    except OSError as e:
+        raise ValueError(f"--out {args.out!r}: not writable ({e.strerror or e})") from e
+
+
+def remove_stale_outputs(out_dir: str) -> list[str]:
+    """Delete what an earlier run's exporters wrote into ``out_dir`` (`export.OUTPUTS`: every
+    format, so a re-run leaves no files from a larger or different earlier run); other files
+    are kept. Returns the removed paths."""
+    from da3_jax.infer.export import OUTPUTS
+
+    removed = []
+    for rel in OUTPUTS.values():
+        path = os.path.join(out_dir, rel)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
+def write_exports(pred, formats, out_dir: str, conf_thresh_percentile: float,
+                  num_max_points: int) -> int:
+    """Run the exporters (stale outputs removed first); failures go to stderr -> status 1."""
     from tqdm import tqdm
 
+    from da3_jax.infer.export import EXPORTERS
+
+    removed = remove_stale_outputs(out_dir)
+    if removed:
+        print(f"removed {len(removed)} output(s) of an earlier run in {out_dir}", file=sys.stderr)
+    pts = dict(conf_thresh_percentile=conf_thresh_percentile, num_max_points=num_max_points)
+    kwargs = {"ply": pts, "glb": pts, "colmap": pts}
+    failed = []
+    for fmt in tqdm(formats, desc="export", file=sys.stderr):
+        try:
+            out = EXPORTERS[fmt](pred, out_dir, **kwargs.get(fmt, {}))
+            tqdm.write(f"{fmt}: {out if isinstance(out, str) else os.path.dirname(out[0])}",
+                       file=sys.stderr)
+        except Exception as e:  # noqa: BLE001 - reported, exit status 1
+            failed.append(f"{fmt}: {type(e).__name__}: {e}")
+    for f in failed:
+        print(f"error: export {f}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _predict(args) -> int:
     from da3_jax.infer import io as io_lib
-    from da3_jax.infer.export import EXPORTERS, parse_formats
+    from da3_jax.infer.export import parse_formats
 
     formats = parse_formats(args.export)  # before any heavy work
     if args.max_views_per_device is not None and args.max_views_per_device < 1:
         raise ValueError("--max-views-per-device must be >= 1")
+    check_paths(args)
     inputs = io_lib.collect_inputs(args.input, fps=args.fps, max_frames=args.max_views)
     if args.max_views is not None:
         inputs.images = inputs.images[: args.max_views]
@@ -112,23 +190,8 @@ def _predict(args) -> int:
     )
     pred.image_names = list(inputs.names)
     print(f"inference: {time.time() - t0:.1f}s, depth {pred.depth.shape}", file=sys.stderr)
-    os.makedirs(args.out, exist_ok=True)
-    pts = dict(conf_thresh_percentile=args.conf_thresh_percentile,
-               num_max_points=args.num_max_points)
-    kwargs = {"ply": pts, "glb": pts, "colmap": pts}
-    failed = []
-    for fmt in tqdm(formats, desc="export", file=sys.stderr):
-        try:
-            out = EXPORTERS[fmt](pred, args.out, **kwargs.get(fmt, {}))
-            tqdm.write(f"{fmt}: {out if isinstance(out, str) else os.path.dirname(out[0])}",
-                       file=sys.stderr)
-        except Exception as e:  # noqa: BLE001 - reported, exit status 1
-            failed.append(f"{fmt}: {type(e).__name__}: {e}")
-    if failed:
-        for f in failed:
-            print(f"error: export {f}", file=sys.stderr)
-        return 1
-    return 0
+    return write_exports(pred, formats, args.out, args.conf_thresh_percentile,
+                         args.num_max_points)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ numbers and a suggestion; nothing is silently upscaled 100x.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 
@@ -84,6 +85,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             im.load()
             im = ImageOps.exif_transpose(im)
             return pil_to_rgb(im, name=f"image {path!r}")
+    except Image.DecompressionBombError as e:
+        raise ValueError(
+            f"image {path!r}: too large ({e}); raise PIL.Image.MAX_IMAGE_PIXELS if you trust it"
+        ) from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"image {path!r}: unreadable image file ({e})") from e
 
@@ -139,6 +144,8 @@ def as_image_list(images) -> list:
         return [images]
     if isinstance(images, np.ndarray):
         if images.ndim == 4:
+            if images.shape[0] == 0:
+                raise ValueError(f"images: got an empty array of shape {images.shape}")
             return list(images)
         if images.ndim in (2, 3):
             return [images]
@@ -238,8 +245,8 @@ def read_video(path: str, fps: float = 1.0, max_frames: int | None = None) -> li
     """
     import imageio.v2 as imageio
 
-    if fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a finite number > 0, got {fps}")
     try:
         reader = imageio.get_reader(path, "ffmpeg")
     except Exception as e:  # noqa: BLE001 - imageio/ffmpeg raise many error types
@@ -264,28 +271,55 @@ def read_video(path: str, fps: float = 1.0, max_frames: int | None = None) -> li
     return frames
 
 
+def colmap_image_path(image_dir: str, name: str) -> str:
+    """``image_dir/name`` for an image name from a COLMAP model; ValueError when the name is
+    absolute or climbs out of ``image_dir`` (``..``, symlinks), so a crafted model cannot make
+    us read files outside the folder."""
+    root = os.path.realpath(image_dir)
+    path = os.path.realpath(os.path.join(root, name))
+    if os.path.isabs(name) or os.path.commonpath([root, path]) != root:
+        raise ValueError(f"colmap input: image name {name!r} points outside {image_dir!r}")
+    return path
+
+
 def read_colmap_folder(folder: str) -> InputSet:
     """COLMAP folder (``images/`` + ``sparse/0``) -> images with their cameras (w2c, K).
 
-    Reading and camera conversion are `data_pipelines.readers.colmap` (PINHOLE / SIMPLE_PINHOLE
-    exact; radial models keep their pinhole part with a warning).
+    The model is read with pycolmap (`data_pipelines.readers.colmap`: PINHOLE / SIMPLE_PINHOLE
+    exact; radial models keep their pinhole part with a warning); views sorted by name. Images
+    are read like folder input (`read_image`: EXIF orientation, 16-bit, alpha) and may differ
+    in size; each must match its camera's width x height. Image names must stay inside
+    ``images/`` (`colmap_image_path`).
     """
-    from data_pipelines.readers.colmap import read_colmap
+    from data_pipelines.readers.colmap import cam_from_world, camera_to_k, load_reconstruction
 
     model = find_colmap_model(folder)
     if model is None:
         raise ValueError(f"colmap input {folder!r}: no sparse/0 or sparse/ model found")
-    rec = read_colmap(model, os.path.join(folder, "images"), sparse_depth=False)
-    files = rec.provenance["image_files"]
-    ext = np.tile(np.eye(4), (rec.num_views, 1, 1))
-    ext[:, :3, :] = rec.extrinsics
-    return InputSet(
-        kind="colmap",
-        images=list(rec.images),
-        names=[os.path.relpath(f, os.path.join(folder, "images")) for f in files],
-        extrinsics=ext,
-        intrinsics=np.asarray(rec.intrinsics, np.float64),
-    )
+    rec = load_reconstruction(model)
+    image_dir = os.path.join(folder, "images")
+    by_name = {im.name: im for im in rec.images.values()}
+    if not by_name:
+        raise ValueError(f"colmap input {folder!r}: the model has no registered images")
+    names = sorted(by_name)
+    paths = [colmap_image_path(image_dir, n) for n in names]  # all names before any reading
+    images, ks, exts = [], [], []
+    for name, path in zip(names, paths, strict=True):
+        im = by_name[name]
+        img = read_image(path)
+        cam = im.camera
+        if img.shape[:2] != (cam.height, cam.width):
+            raise ValueError(
+                f"colmap input: image {path!r} is {img.shape[1]}x{img.shape[0]} px (after EXIF "
+                f"orientation) but camera {cam.camera_id} is {cam.width}x{cam.height}"
+            )
+        images.append(img)
+        ks.append(camera_to_k(cam))
+        ext = np.eye(4)
+        ext[:3, :] = cam_from_world(im)
+        exts.append(ext)
+    return InputSet(kind="colmap", images=images, names=names, extrinsics=np.stack(exts),
+                    intrinsics=np.stack(ks).astype(np.float64))
 
 
 def collect_inputs(path: str, fps: float = 1.0, max_frames: int | None = None) -> InputSet:

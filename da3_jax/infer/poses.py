@@ -28,7 +28,6 @@ import numpy as np
 from da3_jax.geometry import (
     align_camera_centres_sim3,
     camera_center,
-    to_homogeneous,
     transform_w2c_sim3,
     w2c_to_c2w,
 )
@@ -78,13 +77,48 @@ def validate_cameras(extrinsics, intrinsics, num_views: int):
     if err > 1e-3 or (np.linalg.det(rot) < 0).any():
         raise ValueError(f"extrinsics: the 3x3 blocks must be rotations (orthonormal, det +1); "
                          f"max |R R^T - I| = {err:.2e}")
-    return np.asarray(to_homogeneous(ext.astype(np.float32)), np.float64), k
+    hom = np.tile(np.eye(4), (num_views, 1, 1))
+    hom[:, :3, :] = ext[:, :3, :]
+    return hom, k
+
+
+def centre_world(w2c: np.ndarray, origin=None) -> np.ndarray:
+    """Re-express w2c ``[N, 3|4, 4]`` in a world translated so that ``origin`` (default: the
+    first camera's centre) is at 0, computed in float64: ``t' = t + R origin``.
+
+    Geo-referenced poses (centres ~1e6 m) keep their relative geometry when cast to float32
+    afterwards; the normalisation before conditioning and the centre alignment are invariant to
+    this rigid change of world, so it is applied before any float32 cast.
+    """
+    w2c = np.array(w2c, np.float64)
+    rot = w2c[:, :3, :3]
+    if origin is None:
+        origin = -rot[0].T @ w2c[0, :3, 3]
+    w2c[:, :3, 3] += rot @ np.asarray(origin, np.float64)
+    return w2c
 
 
 def fit_input_to_prediction(input_w2c: np.ndarray, pred_w2c: np.ndarray):
-    """Sim(3) ``(s, R, t)`` with ``C_pred ~ s R C_input + t`` over camera centres (see module)."""
-    input_w2c = np.asarray(input_w2c, np.float32)
-    pred_w2c = np.asarray(pred_w2c, np.float32)
+    """Sim(3) ``(s, R, t)`` with ``C_pred ~ s R C_input + t`` over camera centres (see module).
+
+    The input centres are centred in float64 (`centre_world`) before the float32 solve and
+    ``t`` is mapped back, so large (geo-referenced) coordinates keep their precision."""
+    s, rot, t, origin, _ = _fit(input_w2c, pred_w2c)
+    return s, rot, t - s * rot @ origin
+
+
+def _fit(input_w2c, pred_w2c):
+    """-> s, R, t (float64) of the fit on the input centred at ``origin`` (mean centre), origin,
+    and the centred input w2c (float32)."""
+    input_w2c = np.asarray(input_w2c, np.float64)
+    centres = -np.einsum("nji,nj->ni", input_w2c[:, :3, :3], input_w2c[:, :3, 3])
+    origin = centres.mean(0)
+    centred = centre_world(input_w2c, origin).astype(np.float32)
+    s, rot, t = _fit_centred(centred, np.asarray(pred_w2c, np.float32))
+    return float(s), np.asarray(rot, np.float64), np.asarray(t, np.float64), origin, centred
+
+
+def _fit_centred(input_w2c: np.ndarray, pred_w2c: np.ndarray):
     src = np.asarray(camera_center(input_w2c), np.float64)
     n = src.shape[0]
     spread = np.linalg.norm(src - src.mean(0), axis=-1).max()
@@ -111,11 +145,11 @@ def align_to_input(
     Returns:
       (depth, extrinsics [N, 3, 4], s) as described in the module docstring.
     """
-    s, rot, t = fit_input_to_prediction(input_w2c, pred_w2c)
+    s, rot, t, _, centred = _fit(input_w2c, pred_w2c)
     if align_to_input_scale:
         return depth / np.float32(s), np.asarray(input_w2c[:, :3, :], np.float32), s
     aligned = transform_w2c_sim3(
-        np.asarray(input_w2c[:, :3, :], np.float32),
+        centred[:, :3, :],
         np.float32(s),
         rot.astype(np.float32),
         t.astype(np.float32),

@@ -110,3 +110,75 @@ def test_info(predictor, tiny_ckpt, capsys):
     n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(predictor.params))
     assert "variant: da3-tiny" in text and f"parameters: {n:,}" in text
     assert f"devices: {len(jax.devices())}" in text
+
+
+def test_help_imports_no_jax():
+    """`da3-jax --help` stays light (lazy imports): neither jax nor the exporters load."""
+    import subprocess
+    import sys
+
+    from da3_jax.model.preprocess import METHODS
+
+    assert cli.PROCESS_RES_METHODS == METHODS
+    code = ("import sys; from da3_jax.infer import cli\n"
+            "try:\n    cli.main(['predict', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('jax', 'flax', 'trimesh', 'cv2') if m in sys.modules))")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                         env={**os.environ, "PYTHONPATH": root}, check=True).stdout
+    assert "--checkpoint" in out and out.strip().endswith("[]")
+
+
+def test_path_errors_before_reading(tiny_ckpt, shared_data, tmp_path, capsys, monkeypatch):
+    """Bad --checkpoint / --out / --fps: one-line errors before any image is read."""
+    from da3_jax.infer import io as io_lib
+
+    def boom(*a, **k):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(cli, "load_predictor", boom)
+    monkeypatch.setattr(io_lib, "collect_inputs", boom)
+    img = shared_data / "da3_example_soh" / "images"
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("x")
+    cases = [
+        ((img, tmp_path / "nope", tmp_path / "o"), "--checkpoint"),
+        ((img, tiny_ckpt, a_file), "exists and is not a folder"),
+        ((img, tiny_ckpt, a_file / "sub"), "not writable"),
+    ]
+    for (inp, ckpt, out), msg in cases:
+        assert _predict(inp, ckpt, out, "npz") == 1
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1 and "Traceback" not in err, err
+    for fps in ("nan", "inf", "0", "x"):
+        with pytest.raises(SystemExit) as e:
+            _predict(img, tiny_ckpt, tmp_path / "o", "npz", "--fps", fps)
+        assert e.value.code == 2 and "--fps" in capsys.readouterr().err
+
+
+def test_rerun_removes_stale_outputs(predictor, tiny_ckpt, shared_data, tmp_path):
+    out = tmp_path / "out"
+    (out / "depth_vis").mkdir(parents=True)
+    for name in ("0005.jpg", "0006.jpg"):  # from an earlier, larger run
+        (out / "depth_vis" / name).write_bytes(b"old")
+    (out / "scene.glb").write_bytes(b"old")
+    (out / "notes.txt").write_text("mine")
+    assert _predict(shared_data / "da3_example_soh" / "images", tiny_ckpt, out,
+                    "mini_npz,depth_vis") == 0
+    assert sorted(os.listdir(out / "depth_vis")) == ["0000.jpg", "0001.jpg"]
+    assert not (out / "scene.glb").exists() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_makefile_demo_installs_only_the_package(tmp_path):
+    """`make demo` set-up: no torch, no official package; `make test` still installs both."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    dry = lambda target: subprocess.run(
+        ["make", "-n", target, f"VENV={tmp_path / 'fresh'}"], cwd=root, capture_output=True,
+        text=True, check=True).stdout
+    demo, test = dry("demo"), dry("test")
+    assert "experiments.demo" in demo and "pip install -q -e ." in demo
+    assert "torch" not in demo and "depth-anything-3" not in demo and "[dev" not in demo
+    assert "torch==" in test and "depth-anything-3==" in test and "pytest" in test
+    assert "venv" in test  # a fresh clone still gets its venv from `make test`

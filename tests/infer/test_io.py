@@ -142,3 +142,63 @@ def test_colmap_folder_cameras(shared_data):
         np.testing.assert_allclose(r[:, 2], z, atol=1e-6)
     np.testing.assert_allclose(inp.intrinsics[0], [[1847.53, 0, 959.5], [0, 1847.53, 539.5],
                                                    [0, 0, 1]], atol=1e-6)
+
+
+def test_decompression_bomb_and_empty_array(tmp_path, monkeypatch):
+    Image.fromarray(_gradient(64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 // 4)  # PIL errors above 2x this
+    with pytest.raises(ValueError, match="big.png.*too large"):
+        io_lib.read_image(tmp_path / "big.png")
+    with pytest.raises(ValueError, match="empty array"):
+        io_lib.as_image_list(np.zeros((0, 28, 28, 3), np.uint8))
+    with pytest.raises(ValueError, match="finite number > 0"):
+        io_lib.read_video(str(tmp_path / "x.mp4"), fps=float("nan"))
+
+
+def _write_colmap(folder, entries):
+    """entries: (name, width, height, w2c [3, 4]) -> COLMAP text model in folder/sparse/0."""
+    from scipy.spatial.transform import Rotation
+
+    model = folder / "sparse" / "0"
+    model.mkdir(parents=True)
+    cams, ims = [], []
+    for i, (name, w, h, w2c) in enumerate(entries, start=1):
+        cams.append(f"{i} PINHOLE {w} {h} {w * 1.1} {w * 1.2} {w / 2} {h / 2}")
+        x, y, z, qw = Rotation.from_matrix(w2c[:, :3]).as_quat()
+        tx, ty, tz = (repr(float(v)) for v in w2c[:, 3])
+        ims.append(f"{i} {qw} {x} {y} {z} {tx} {ty} {tz} {i} {name}\n\n")
+    (model / "cameras.txt").write_text("\n".join(cams) + "\n")
+    (model / "images.txt").write_text("".join(ims))
+    (model / "points3D.txt").write_text("")
+
+
+def test_colmap_input_like_folder_input(tmp_path):
+    """COLMAP images read as folder input (16-bit scaled, EXIF upright), mixed sizes allowed,
+    names confined to images/."""
+    from scipy.spatial.transform import Rotation
+
+    (tmp_path / "images").mkdir()
+    g16 = (np.arange(40 * 60).reshape(40, 60) * 27).astype(np.uint16)
+    Image.fromarray(g16).save(tmp_path / "images" / "a.png")
+    stored = Image.fromarray(_gradient(30, 50))  # landscape pixels, EXIF 6: shown rotated
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "images" / "b.jpg", exif=exif, quality=95)
+    w2c = [np.concatenate([Rotation.random(random_state=i).as_matrix(),
+                           [[1e5 + 0.125], [2.0], [-3.0]]], 1) for i in range(2)]
+    _write_colmap(tmp_path, [("a.png", 60, 40, w2c[0]), ("b.jpg", 30, 50, w2c[1])])
+    inp = io_lib.collect_inputs(str(tmp_path))
+    assert inp.kind == "colmap" and inp.names == ["a.png", "b.jpg"]
+    ref = np.round(g16.astype(np.float64) * 255.0 / 65535.0).astype(np.uint8)
+    np.testing.assert_array_equal(inp.images[0], np.repeat(ref[..., None], 3, -1))
+    assert inp.images[1].shape == (50, 30, 3)  # upright
+    np.testing.assert_array_equal(inp.images[1], io_lib.read_image(tmp_path / "images/b.jpg"))
+    np.testing.assert_allclose(inp.extrinsics[:, :3], np.stack(w2c), atol=1e-9)
+    assert inp.extrinsics.dtype == np.float64 and inp.extrinsics[0, 0, 3] == 1e5 + 0.125
+
+    crafted = tmp_path / "crafted"
+    (crafted / "images").mkdir(parents=True)
+    Image.fromarray(_gradient()).save(tmp_path / "secret.png")
+    _write_colmap(crafted, [("../../secret.png", 60, 40, w2c[0])])
+    with pytest.raises(ValueError, match="points outside"):
+        io_lib.collect_inputs(str(crafted))

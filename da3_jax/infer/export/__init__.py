@@ -7,23 +7,44 @@ failures so one broken format does not hide the others.
 
 from __future__ import annotations
 
-from da3_jax.infer.export.colmap import export_colmap
-from da3_jax.infer.export.depth_vis import export_depth_vis
-from da3_jax.infer.export.glb import export_glb
-from da3_jax.infer.export.gs_ply import export_gs_ply
-from da3_jax.infer.export.npz import export_mini_npz, export_npz
-from da3_jax.infer.export.ply import export_ply
+import importlib
 
-EXPORTERS = {
-    "npz": export_npz,
-    "mini_npz": export_mini_npz,
-    "ply": export_ply,
-    "glb": export_glb,
-    "colmap": export_colmap,
-    "depth_vis": export_depth_vis,
-    "gs_ply": export_gs_ply,
+# format -> (module, function); the modules are imported on first use (`da3-jax --help` and
+# format validation stay free of jax / trimesh imports).
+_EXPORTER_PATHS = {
+    "npz": ("npz", "export_npz"),
+    "mini_npz": ("npz", "export_mini_npz"),
+    "ply": ("ply", "export_ply"),
+    "glb": ("glb", "export_glb"),
+    "colmap": ("colmap", "export_colmap"),
+    "depth_vis": ("depth_vis", "export_depth_vis"),
+    "gs_ply": ("gs_ply", "export_gs_ply"),
 }
-FORMATS = tuple(EXPORTERS)
+FORMATS = tuple(_EXPORTER_PATHS)
+# What each format writes under the export directory (removed before a re-run rewrites it).
+OUTPUTS = {
+    "npz": "exports/npz",
+    "mini_npz": "exports/mini_npz",
+    "ply": "points.ply",
+    "glb": "scene.glb",
+    "colmap": "colmap",
+    "depth_vis": "depth_vis",
+    "gs_ply": "gs_ply",
+}
+
+
+def _load(fmt: str):
+    module, fn = _EXPORTER_PATHS[fmt]
+    return getattr(importlib.import_module(f"da3_jax.infer.export.{module}"), fn)
+
+
+def __getattr__(name: str):
+    if name == "EXPORTERS":
+        return {fmt: _load(fmt) for fmt in FORMATS}
+    for fmt, (_, fn) in _EXPORTER_PATHS.items():
+        if fn == name:
+            return _load(fmt)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_formats(spec: str | list | tuple) -> list[str]:
@@ -33,7 +54,7 @@ def parse_formats(spec: str | list | tuple) -> list[str]:
     names = [s.strip() for s in spec if s and s.strip()]
     if not names:
         raise ValueError(f"export: no format given; choose from {', '.join(FORMATS)}")
-    unknown = [s for s in names if s not in EXPORTERS]
+    unknown = [s for s in names if s not in FORMATS]
     if unknown:
         raise ValueError(f"export: unknown format(s) {unknown}; choose from {', '.join(FORMATS)}")
     return list(dict.fromkeys(names))
@@ -46,7 +67,7 @@ def export(prediction, formats, export_dir: str, **kwargs) -> dict:
     written, failed = {}, {}
     for fmt in parse_formats(formats):
         try:
-            written[fmt] = EXPORTERS[fmt](prediction, export_dir, **kwargs.get(fmt, {}))
+            written[fmt] = _load(fmt)(prediction, export_dir, **kwargs.get(fmt, {}))
         except Exception as e:  # noqa: BLE001 - reported with the format name
             failed[fmt] = f"{type(e).__name__}: {e}"
     if failed:
@@ -55,6 +76,6 @@ def export(prediction, formats, export_dir: str, **kwargs) -> dict:
     return written
 
 
-__all__ = ["EXPORTERS", "FORMATS", "export", "parse_formats"] + [
-    f.__name__ for f in EXPORTERS.values()
+__all__ = ["EXPORTERS", "FORMATS", "OUTPUTS", "export", "parse_formats"] + [
+    fn for _, fn in _EXPORTER_PATHS.values()
 ]
