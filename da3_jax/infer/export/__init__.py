@@ -1,8 +1,8 @@
 """Exporters of a `Prediction` (one module per format; see each module's docstring).
 
-`FORMATS`: npz, mini_npz, ply, glb, colmap, depth_vis, gs_ply. `parse_formats` validates a
-comma (or '-') separated list before inference; `export` writes several formats, collecting
-failures so one broken format does not hide the others.
+`FORMATS`: npz, mini_npz, ply, glb, colmap, depth_vis, gs_ply, gs_video. `parse_formats`
+validates a comma (or '-') separated list before inference; `export` writes several formats,
+collecting failures so one broken format does not hide the others.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from da3_jax.infer.export.colmap import export_colmap
 from da3_jax.infer.export.depth_vis import export_depth_vis
 from da3_jax.infer.export.glb import export_glb
 from da3_jax.infer.export.gs_ply import export_gs_ply
+from da3_jax.infer.export.gs_video import export_gs_video
 from da3_jax.infer.export.npz import export_mini_npz, export_npz
 from da3_jax.infer.export.ply import export_ply
 
@@ -22,6 +23,7 @@ EXPORTERS = {
     "colmap": export_colmap,
     "depth_vis": export_depth_vis,
     "gs_ply": export_gs_ply,
+    "gs_video": export_gs_video,
 }
 FORMATS = tuple(EXPORTERS)
 
