@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from typing import Any
 
 import jax
@@ -166,6 +167,38 @@ class Predictor:
     def has_cameras(self) -> bool:
         c = self.config.anyview if self.config.kind == "nested" else self.config
         return bool(c.cam_dec)
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    @staticmethod
+    def render(prediction: Prediction, w2c, K, hw, background=None, *, chunk: int = 8,
+               tile_capacity: int = 1024, **options) -> dict[str, np.ndarray]:
+        """Render the prediction's 3D Gaussians (`predict(..., infer_gs=True)`) into cameras.
+
+        Args:
+          prediction: a `Prediction` holding `gaussians`.
+          w2c: `[V, 3|4, 4]` world→camera (OpenCV axes, the prediction's world frame);
+          K: `[V, 3, 3]` pixel intrinsics of images of size `hw = (H, W)`.
+          background: `[3]` RGB in [0, 1] (default black, as the official renderer).
+          chunk, tile_capacity, options: `da3_jax.render.render_views` /
+            `rasterize_gaussians` options; a warning reports tile overflow (raise
+            `tile_capacity` when it appears).
+        Returns:
+          NumPy dict `rgb [V, H, W, 3]` (float, [0, 1]-ish), `alpha [V, H, W]`,
+          `depth [V, H, W]` (alpha-weighted z), `overflow [V]`.
+        """
+        from da3_jax.render import render_views
+
+        if prediction.gaussians is None:
+            raise ValueError("prediction has no Gaussians: predict with infer_gs=True using a "
+                             "model with a GS head (e.g. da3-giant)")
+        out = render_views(prediction.gaussians, w2c, K, hw, background, chunk=chunk,
+                           tile_capacity=tile_capacity, **options)
+        if np.any(out["overflow"] > 0):
+            warnings.warn(f"render: {int(out['overflow'].sum())} Gaussian-tile intersections "
+                          f"exceeded tile_capacity={tile_capacity} and were dropped (the "
+                          "farthest ones); pass a larger tile_capacity", stacklevel=2)
+        return out
 
     # -- preprocessing ---------------------------------------------------------------------
 

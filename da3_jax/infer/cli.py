@@ -6,6 +6,8 @@
                   [--use-ray-pose] [--model-name NAME] [--conf-thresh-percentile 40]
                   [--num-max-points 1000000] [--infer-gs]
   da3-jax info CKPT [--model-name NAME]
+  da3-jax render INPUT --checkpoint CKPT --out DIR [--trajectory smooth|interpolate|wander|
+                 dolly_zoom] (novel-view video of a GS model; see da3_jax.infer.render_cmd)
 
 INPUT is an image, a folder of images, a video (frames sampled at --fps with imageio-ffmpeg)
 or a COLMAP folder (``images/`` + ``sparse/0`` or ``sparse/``; its cameras condition the model
@@ -72,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print variant, parameter count and devices")
     info.add_argument("checkpoint")
     info.add_argument("--model-name", default=None)
+    from da3_jax.infer import render_cmd
+
+    render_cmd.add_parser(sub)
     return p
 
 
@@ -198,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `da3-jax` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "render":
+            from da3_jax.infer import render_cmd
+
+            return render_cmd.run(args)
         return _info(args) if args.command == "info" else _predict(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,8 +1,8 @@
 """Exporters of a `Prediction` (one module per format; see each module's docstring).
 
-`FORMATS`: npz, mini_npz, ply, glb, colmap, depth_vis, gs_ply. `parse_formats` validates a
-comma (or '-') separated list before inference; `export` writes several formats, collecting
-failures so one broken format does not hide the others.
+`FORMATS`: npz, mini_npz, ply, glb, colmap, depth_vis, gs_ply, gs_video. `parse_formats`
+validates a comma (or '-') separated list before inference; `export` writes several formats,
+collecting failures so one broken format does not hide the others.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ _EXPORTER_PATHS = {
     "colmap": ("colmap", "export_colmap"),
     "depth_vis": ("depth_vis", "export_depth_vis"),
     "gs_ply": ("gs_ply", "export_gs_ply"),
+    "gs_video": ("gs_video", "export_gs_video"),
 }
 FORMATS = tuple(_EXPORTER_PATHS)
 # What each format writes under the export directory (removed before a re-run rewrites it).
@@ -30,6 +31,7 @@ OUTPUTS = {
     "colmap": "colmap",
     "depth_vis": "depth_vis",
     "gs_ply": "gs_ply",
+    "gs_video": "gs_video",
 }
 
 
