@@ -63,9 +63,11 @@ def vm_rss_bytes() -> int:
     raise RuntimeError("VmRSS not found in /proc/self/status")
 
 
-def run_worker(module: str, args: list[str], timeout: float | None = None) -> dict:
+def run_worker(module: str, args: list[str], timeout: float | None = None,
+               env: dict | None = None) -> dict:
     """Run `python -m module args...` as a child; return its last stdout JSON line as a dict,
     plus `child_maxrss_bytes` (this child's peak RSS from `os.wait4` rusage) and `worker_wall_s`.
+    `env`: the child's environment (default: this process's).
 
     Raises RuntimeError with the child's stderr tail on failure or timeout.
     """
@@ -74,7 +76,7 @@ def run_worker(module: str, args: list[str], timeout: float | None = None) -> di
     cmd = [sys.executable, "-m", module, *args]
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as fout, tempfile.TemporaryFile("w+") as ferr:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=fout, stderr=ferr, text=True)
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=fout, stderr=ferr, text=True, env=env)
         deadline = None if timeout is None else t0 + timeout
         while True:
             pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)

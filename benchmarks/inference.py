@@ -86,12 +86,9 @@ def worker_official(a) -> dict:
     hw = (a.height, a.width)
     net = _official_net(a.model)
     if a.save_weights:
-        from safetensors.torch import save_model
-        from torch import nn
+        from benchmarks.train_compare import save_official_weights_file
 
-        wrapper = nn.Module()
-        wrapper.model = net
-        save_model(wrapper, a.save_weights)
+        save_official_weights_file(net, a.save_weights)
         return {"saved": a.save_weights}
     x_np = [_inputs(a.views, hw, s) for s in range(a.repeats + 1)]
     xs = [torch.from_numpy(np.ascontiguousarray(x.transpose(0, 1, 4, 2, 3))) for x in x_np]

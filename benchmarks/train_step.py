@@ -2,6 +2,14 @@
 
     python -m benchmarks.train_step [--models da3-tiny,da3-small] [--size 280x280]
         [--batch 1] [--views 4] [--repeats 3] [--threads 2] [--json out.json]
+    python -m benchmarks.train_step --compare-official [--models da3-small] [--views 4]
+        [--rounds 1]
+
+`--compare-official`: the official PyTorch network's train step next to ours, on the same
+converted weights, batch and loss (`benchmarks.train_compare`: torch AdamW, fp32, 2 warm-ups,
+median of `--repeats`, one subprocess per cell, the two implementations interleaved: jax,
+official, then the reverse order in the next round). Reports wall and process-CPU time, the
+1-minute load at each cell, both step-0 losses, MFU and the timed section's peak RSS.
 
 The step is `da3_jax.train.step.make_train_step` with the student task's loss
 (`da3_jax.train.da3_tasks.student_task`: forward with ref_view_strategy='first', targets,
@@ -137,6 +145,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--json", default="")
+    ap.add_argument("--compare-official", action="store_true",
+                    help="time the official PyTorch train step next to ours (subprocesses)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="--compare-official: interleaved rounds per model")
     a = ap.parse_args(argv)
     if a.repeats < 3:
         raise ValueError(f"--repeats must be >= 3; got {a.repeats}")
@@ -145,6 +157,8 @@ def main(argv=None) -> dict:
         raise ValueError(f"--size {a.size}: W and H must be multiples of 14")
     _common.pin_threads(a.threads)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    if a.compare_official:
+        return compare_official(a, (h, w))
     info = _common.machine_info()
     peak = _common.matmul_peak_gflops()
     batch_np = pipeline_batch(a.batch, a.views, (h, w))
@@ -176,6 +190,75 @@ def format_table(report: dict) -> str:
         report, f"Threads: {report['threads']}. Measured f32 matmul peak (jnp.dot 2048^2): "
         f"{p0:.1f} GFLOP/s before, {p1:.1f} GFLOP/s after (MFU uses the first).")
         + [_common.markdown_table(headers, rows)])
+
+
+def compare_official(a, hw: tuple[int, int]) -> dict:
+    """da3_jax vs official train step, one subprocess per cell, interleaved (module doc)."""
+    import tempfile
+
+    from benchmarks import train_compare as tc
+    from benchmarks.flops import forward_flops
+    from da3_jax.model import get_config
+
+    if a.batch != 1:
+        raise ValueError(f"--compare-official runs B = 1 (the official step's batch); "
+                         f"got --batch {a.batch}")
+    info = _common.machine_info()
+    peak = _common.matmul_peak_gflops()
+    batch_np = pipeline_batch(1, a.views, hw)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in a.models.split(","):
+            weights = os.path.join(tmp, f"{model}.safetensors")
+            inputs = os.path.join(tmp, f"{model}_inputs.npz")
+            tc.save_official_weights(model, weights)
+            tc.write_inputs(inputs, batch_np, tc.ray_hw(model, hw))
+            flops = 3.0 * forward_flops(get_config(model), a.views, hw)["total"]
+            for rnd in range(a.rounds):
+                order = ("jax", "official") if rnd % 2 == 0 else ("official", "jax")
+                row = {"model": model, "views": a.views, "hw": list(hw), "round": rnd,
+                       "model_step_flops": flops}
+                for impl in order:
+                    load = os.getloadavg()[0]
+                    r = tc.run_cell(impl, model, "train", "float32", a.views, inputs=inputs,
+                                    weights=weights, threads=a.threads, repeats=a.repeats)
+                    r["load_1min_before"] = load
+                    row[impl] = r
+                    print(f"# {json.dumps(r)}", file=sys.stderr, flush=True)
+                rows.append(row)
+    report = {"machine": info, "threads": a.threads, "matmul_peak": peak,
+              "matmul_peak_after": _common.matmul_peak_gflops(), "rows": rows}
+    return _common.publish(report, format_compare, a.json)
+
+
+def format_compare(report: dict) -> str:
+    headers = ["model", "B x N x H x W", "round", "da3_jax step s", "official step s",
+               "speed-up (wall)", "da3_jax CPU s", "official CPU s", "CPU ratio (official/jax)",
+               "load before (jax / official)", "da3_jax MFU", "official MFU",
+               "step-0 loss jax / official", "jax recompiles", "jax peak GiB",
+               "official peak GiB"]
+    peak = report["matmul_peak"]["gflops_median"] * 1e9
+    rows = []
+    for r in report["rows"]:
+        j, o = r["jax"], r["official"]
+        h, w = r["hw"]
+        if "error" in j or "error" in o:
+            rows.append([r["model"], f"1x{r['views']}x{h}x{w}", r["round"],
+                         j.get("error", ""), o.get("error", "")] + [None] * 11)
+            continue
+        js, os_ = j["median_s"], o["median_s"]
+        rows.append([r["model"], f"1x{r['views']}x{h}x{w}", r["round"], js, os_, os_ / js,
+                     j["median_cpu_s"], o["median_cpu_s"], o["median_cpu_s"] / j["median_cpu_s"],
+                     f"{j['load_1min_before']:.1f} / {o['load_1min_before']:.1f}",
+                     r["model_step_flops"] / js / peak, r["model_step_flops"] / os_ / peak,
+                     f"{j['loss0']:.5g} / {o['loss0']:.5g}", j.get("recompiles"),
+                     j["timed_peak_rss_bytes"] / 2**30, o["timed_peak_rss_bytes"] / 2**30])
+    p0, p1 = report["matmul_peak"]["gflops_median"], report["matmul_peak_after"]["gflops_median"]
+    return "\n".join(_common.report_header(
+        report, f"Threads: {report['threads']} per implementation, fp32, 2 warm-ups, median of "
+        f"the timed steps, one subprocess per cell. Measured f32 matmul peak (jnp.dot 2048^2): "
+        f"{p0:.1f} GFLOP/s before, {p1:.1f} after (MFU = 3 x analytic forward FLOPs / step time"
+        f" / the first).") + [_common.markdown_table(headers, rows)])
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ produces.
   * ``"splash"``: Pallas splash attention, TPU only (tokens padded to 128-multiples).
   * ``"allgather_view[:kernel]"`` / ``"ring_view[:kernel]"``: cross-view attention with the
     token axis sharded over the ``view`` mesh axis (``da3_jax.parallel.view_parallel``); the
-    optional suffix names the per-device kernel (default ``dense``). With no mesh set, or a
+    optional suffix names the per-device kernel (default ``auto``: linear memory per device;
+    ``ring_view`` resolves it to ``chunked``, the kernel that returns the logsumexp its merge
+    needs). With no mesh set, or a
     mesh without a ``view`` axis > 1, these run the kernel on the whole sequence.
 """
 
@@ -59,7 +61,7 @@ def split_impl(impl: str) -> tuple[str | None, str]:
         raise ValueError(f"attention impl must be a string; got {impl!r}")
     mode, _, kernel = impl.partition(":")
     if mode in VIEW_MODES:
-        kernel = kernel or "dense"
+        kernel = kernel or "auto"
     elif not kernel:
         mode, kernel = None, mode
     else:

@@ -100,7 +100,8 @@ def compile_plan(
     """Compile DA3 ``variant`` for ``views`` views of ``size_hw`` on ``mesh_shape``; return the
     per-device memory/FLOPs report (dict). ``devices`` defaults to the first
     prod(mesh_shape) devices. ``attention``: config ``attention_impl`` override (default:
-    'allgather_view' on a view axis > 1, else the config's)."""
+    'allgather_view:<the config's kernel>' on a view axis > 1, i.e. 'allgather_view:auto' for the
+    default config; else the config's)."""
     import math
 
     import jax
@@ -108,6 +109,7 @@ def compile_plan(
     import optax
 
     from da3_jax.model import DA3, get_config
+    from da3_jax.parallel import attention as attn_lib
     from da3_jax.parallel import mesh as mesh_lib
     from da3_jax.parallel import rules
     from da3_jax.parallel.view_parallel import padded_view_count
@@ -123,8 +125,8 @@ def compile_plan(
     cfg = get_config(variant)
     if attention is not None:
         cfg.attention_impl = attention
-    elif shape["view"] > 1:
-        cfg.attention_impl = "allgather_view"
+    elif shape["view"] > 1:  # the config's per-device kernel ('auto' by default), as inference
+        cfg.attention_impl = "allgather_view:" + attn_lib.local_impl(cfg.attention_impl)
     if dtype is not None:
         cfg.dtype = dtype
     model = DA3(cfg)

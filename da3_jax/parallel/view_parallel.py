@@ -10,12 +10,13 @@ the compiler pass through untouched):
 
   * ``allgather``: all-gather K/V (and the key mask) over ``view``, attend the local queries to
     the full sequence with the per-device kernel. Memory per device: the gathered K/V,
-    O(L*H*Dh), plus the kernel's working set (O(L/V * L) for 'dense', O(L/V * chunk) for
-    'chunked'). One collective per global block; fastest when K/V fit.
+    O(L*H*Dh), plus the kernel's working set (O(L/V * L) for 'dense', O(L/V * block) for
+    'auto' = 'qblock' on CPU / 'chunked'). One collective per global block; fastest when K/V fit.
   * ``ring``: K/V blocks travel around the ring (``ppermute``) while each device merges the
     partial results with an online softmax (log-sum-exp merge). Memory per device stays
     O(L/V) for K/V; V-1 neighbour exchanges instead of one all-gather. Each step is
-    rematerialised in the backward pass. Per-device kernel: 'dense' or 'chunked'.
+    rematerialised in the backward pass. Per-device kernel: 'chunked' (also for 'auto', the
+    default) or 'dense'.
 
 Both are exact (same maths as dense attention) and differentiable.
 
@@ -131,7 +132,7 @@ def view_sharded_attention(
     kv_mask: jax.Array | None = None,
     *,
     mode: str = "allgather_view",
-    kernel: str = "dense",
+    kernel: str = "auto",
     mesh=None,
     axis: str = VIEW_AXIS,
 ) -> jax.Array:

@@ -17,7 +17,7 @@ def tiny_reports():
 
 def test_plan_reports_memory_and_flops(tiny_reports):
     sharded, single = tiny_reports
-    assert sharded["attention_impl"] == "allgather_view"
+    assert sharded["attention_impl"] == "allgather_view:auto"
     assert sharded["devices"] == 4 and single["devices"] == 1
     assert sharded["tokens_per_view"] == 1 + 2 * 2
     for r in (sharded, single):
