@@ -28,12 +28,16 @@ H, W = image_hw):
   is_metric   bool    [B]
   depth_kind  int32   [B]              index into data_pipelines.record.DEPTH_KINDS
   source      int32   [B]              index of the source in the mixture
+  view_mask   bool    [B, N]           False for padding views (see below)
   ray         float32 [B, N, H, W, 6]  only with ray_maps=True: da3_jax.geometry.camera_rays
                                         at pixel centres, channels [direction, origin]
 View sampling: the reference view (first) is drawn uniformly among a scene's usable views; the
 others among the views within `max_frame_gap` frames of it (0 = anywhere in the scene; views of
 one record are assumed to overlap, as clips/orbits do), without replacement, in frame order.
-N is clamped to the fewest usable views in the batch.
+N is drawn per global step (the same on every host, whatever its scenes); a scene with fewer
+usable views than N is padded by repeating its sampled views (cyclically, real cameras) with
+`valid` all False and `view_mask` False, so dense losses ignore the repeats and every host's
+batch has the same shape.
 
 Bad data: a record that fails `SceneRecord.validate()` (wrong shapes/dtypes, NaN/inf depth, bad
 poses, singular K) or has fewer than `min_views` views with valid pixels is skipped: counted in
@@ -41,8 +45,11 @@ poses, singular K) or has fewer than `min_views` views with valid pixels is skip
 deterministic retry (index + k * RETRY_STRIDE), so resume stays exact. Views whose valid mask is
 empty are dropped from sampling (counted as 'empty_valid_view'). A final check raises
 ValueError naming the field if any non-finite value would reach a batch.
-Sharding: every source is split by process (`source[process_index::process_count]`) before
-shuffling; processes see disjoint scenes.
+Sharding: `batch_size` is per process; global batch i is the `batch_size * process_count`
+records at positions i*B*P.. of the (identically shuffled) mixture and process p fetches,
+decodes and augments only its rows p*B..p*B+B-1. Every random choice is keyed by global step
+and global row, so the global batch does not depend on the process count (a 2-host run and a
+1-host run see the same data) and processes see disjoint scenes.
 """
 
 from __future__ import annotations
@@ -161,17 +168,25 @@ def _check_finite(batch: dict[str, np.ndarray]) -> None:
 
 
 class _SceneBatches(grain.MapDataset):
-    """Batch i: B records at positions i*B..i*B+B-1 of the mixture, N views each."""
+    """This process's rows of global batch i: the B * P records at mixture positions
+    i*B*P .. (i+1)*B*P - 1 (P = process count), rows p*B .. p*B + B - 1 here.
 
-    def __init__(self, parent: grain.MapDataset, cfg: PipelineConfig):
+    Every random choice is keyed by the global step and row, never by the process: the view
+    count N comes from ``rng(seed, i)`` (the same on every host), each row's view sampling and
+    augmentation from ``rng(seed, i, global row)``. The global batch is therefore the same for
+    any process count, and every host agrees on its shape.
+    """
+
+    def __init__(self, parent: grain.MapDataset, cfg: PipelineConfig, process: tuple[int, int]):
         super().__init__(parent)
         self._cfg = cfg
+        self._pi, self._pc = process
 
     def __len__(self) -> int:
-        return len(self._parent) // self._cfg.batch_size
+        return len(self._parent) // (self._cfg.batch_size * self._pc)
 
     def __str__(self) -> str:
-        return f"_SceneBatches(batch_size={self._cfg.batch_size})"
+        return f"_SceneBatches(batch_size={self._cfg.batch_size}, process={self._pi}/{self._pc})"
 
     def _fetch(self, pos: int):
         """(source index, record, usable view indices) at `pos`, retrying bad records."""
@@ -197,13 +212,33 @@ class _SceneBatches(grain.MapDataset):
     def __getitem__(self, index):
         if isinstance(index, slice):
             return self.slice(index)
-        cfg = self._cfg
-        rng = np.random.default_rng([cfg.seed, 0x5CE7E, int(index)])
-        items = [self._fetch(index * cfg.batch_size + j) for j in range(cfg.batch_size)]
-        n = int(rng.integers(cfg.min_views, cfg.max_views + 1))
-        n = min(n, min(u.size for _, _, u in items))
-        return assemble_batch([(k, rec.select_views(_sample_views(rng, u, n, cfg.max_frame_gap)))
-                               for k, rec, u in items], cfg, rng)
+        cfg, b = self._cfg, self._cfg.batch_size
+        n = draw_view_count(cfg, int(index))
+        rows = []
+        for j in range(b):
+            row = self._pi * b + j  # row of the global batch
+            rng = np.random.default_rng([cfg.seed, 0x5CE7E, int(index), row])
+            k, rec, usable = self._fetch(index * b * self._pc + row)
+            views, real = _pad_view_choice(_sample_views(rng, usable, min(n, usable.size),
+                                                        cfg.max_frame_gap), n)
+            part = assemble_batch([(k, rec.select_views(views))], cfg, rng)
+            part["valid"][:, real:] = False
+            part["depth"][:, real:] = 0.0
+            part["view_mask"] = (np.arange(n) < real)[None]
+            rows.append(part)
+        return {key: np.concatenate([r[key] for r in rows]) for key in rows[0]}
+
+
+def draw_view_count(cfg: PipelineConfig, index: int) -> int:
+    """N of global batch ``index``: uniform in [min_views, max_views] from a step-keyed RNG
+    (the same on every host; independent of the scenes)."""
+    rng = np.random.default_rng([cfg.seed, 0x5CE7E, index])
+    return int(rng.integers(cfg.min_views, cfg.max_views + 1))
+
+
+def _pad_view_choice(views: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    """Sampled view indices repeated cyclically up to ``n``; returns (indices, real count)."""
+    return np.resize(views, n), int(views.size)
 
 
 def assemble_batch(items: Sequence[tuple[int, SceneRecord]], cfg: PipelineConfig,
@@ -253,6 +288,24 @@ def assemble_batch(items: Sequence[tuple[int, SceneRecord]], cfg: PipelineConfig
     return batch
 
 
+def batch_spec(config, num_views: int | None = None) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """{field: (shape, dtype)} of one process's batch (the contract above) without reading data;
+    ``num_views`` defaults to ``max_views`` (the largest batch)."""
+    cfg = PipelineConfig.from_mapping(config)
+    b, n = cfg.batch_size, cfg.max_views if num_views is None else int(num_views)
+    h, w = cfg.image_hw
+    spec = {
+        "images": ((b, n, h, w, 3), np.float32), "depth": ((b, n, h, w), np.float32),
+        "valid": ((b, n, h, w), np.bool_), "intrinsics": ((b, n, 3, 3), np.float32),
+        "extrinsics": ((b, n, 3, 4), np.float32), "is_metric": ((b,), np.bool_),
+        "depth_kind": ((b,), np.int32), "source": ((b,), np.int32),
+        "view_mask": ((b, n), np.bool_),
+    }
+    if cfg.ray_maps:
+        spec["ray"] = ((b, n, h, w, 6), np.float32)
+    return spec
+
+
 def _worker_init(worker_index: int, worker_count: int) -> None:
     """Data workers compute host-side geometry only: keep JAX off any accelerator there."""
     del worker_index, worker_count
@@ -290,15 +343,13 @@ def make_dataset(config, sources=None, weights=None) -> grain.IterDataset:
     pi, pc = _process_shard(cfg)
     parts = []
     for k, src in enumerate(sources):
-        if len(src) < pc:
-            raise ValueError(f"source {k} ({src!r}) has {len(src)} scenes < {pc} processes")
-        ds = grain.MapDataset.source(src)[pi::pc]
+        ds = grain.MapDataset.source(src)
         if cfg.shuffle:
             ds = ds.shuffle(seed=cfg.seed + 1009 * k)
         ds = ds.repeat(cfg.num_epochs)
         parts.append(ds.map(_Tag(k)))
     mixed = parts[0] if len(parts) == 1 else grain.MapDataset.mix(parts, weights)
-    batches = _SceneBatches(mixed, cfg)
+    batches = _SceneBatches(mixed, cfg, (pi, pc))
     ds = batches.to_iter_dataset(grain.ReadOptions(num_threads=cfg.num_threads,
                                                    prefetch_buffer_size=cfg.prefetch_buffer_size))
     if cfg.num_workers > 0:

@@ -1,33 +1,40 @@
-"""Job dispatch shared by ``experiments.main`` and ``experiments.demo`` (no absl flags here)."""
+"""Runs an experiment config in a work dir (``experiments.main`` calls ``run``).
+
+The work dir is any ``etils.epath`` path: a local folder or a ``gs://`` (or other remote) URL.
+"""
 
 from __future__ import annotations
 
-import os
+from etils import epath
 
 
-def write_config(config, workdir: str) -> str:
+def write_config(config, workdir) -> epath.Path:
     """Writes the resolved config as JSON into ``workdir`` (host 0 only); returns the path."""
     import jax
 
-    path = os.path.join(workdir, "config.json")
+    path = epath.Path(workdir) / "config.json"
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(path, "w") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / ".config.json.tmp"
+        tmp.write_text(config.to_json_best_effort(indent=2, sort_keys=True))
+        tmp.replace(path)
     return path
 
 
-def run(config, workdir: str):
-    """Runs ``config.task`` in ``workdir``; returns the job's result (final state / summary)."""
-    import jax
+def run(config, workdir):
+    """Runs ``config.task`` in ``workdir``; returns the job's result (final state / summary).
 
-    if config.get("multihost", False):
-        jax.distributed.initialize()
+    With ``config.multihost`` the process joins the distributed runtime first
+    (``da3_jax.parallel.multihost.maybe_initialize_distributed``).
+    """
+    from da3_jax.parallel import multihost
+
+    multihost.maybe_initialize_distributed(config)
     write_config(config, workdir)
     if config.task == "pseudo_label":
         from da3_jax.train import pseudo_label
 
-        return pseudo_label.run(config, workdir)
+        return pseudo_label.run(config, str(workdir))
     from da3_jax.train import loop
 
     return loop.train(config, workdir)

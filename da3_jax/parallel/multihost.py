@@ -16,19 +16,32 @@ from da3_jax.parallel import rules
 
 
 def maybe_initialize_distributed(config) -> bool:
-    """``jax.distributed.initialize`` when ``config.distributed`` is true.
+    """``jax.distributed.initialize`` when ``config.multihost`` (or ``config.distributed``) is
+    true and it has not run yet.
 
-    Optional config fields (None = auto-detect from the cluster environment: TPU metadata,
-    SLURM, Open MPI, ...): ``coordinator_address`` ('host:port'), ``num_processes``,
-    ``process_id``. Returns True if initialisation ran. Must run before any other jax call.
+    Coordinator, process count and id come from the optional config fields
+    ``coordinator_address`` ('host:port'), ``num_processes``, ``process_id``, else from the
+    environment variables ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``,
+    ``JAX_PROCESS_ID``, else JAX's cluster auto-detection (TPU metadata, SLURM, Open MPI, ...).
+    On CPU the processes exchange collectives through gloo (JAX's default CPU collectives).
+    Returns True if initialisation ran. Must run before any other jax call.
     """
-    if not config.get("distributed", False):
+    import os
+
+    if not (config.get("multihost", False) or config.get("distributed", False)):
         return False
-    kwargs = {
-        name: config.get(name, None)
-        for name in ("coordinator_address", "num_processes", "process_id")
-    }
-    jax.distributed.initialize(**{k: v for k, v in kwargs.items() if v is not None})
+    if jax.distributed.is_initialized():
+        return False
+    env = {"coordinator_address": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
+           "process_id": "JAX_PROCESS_ID"}
+    kwargs = {}
+    for name, var in env.items():
+        value = config.get(name, None)
+        if value is None and os.environ.get(var):
+            value = os.environ[var]
+        if value is not None:
+            kwargs[name] = value if name == "coordinator_address" else int(value)
+    jax.distributed.initialize(**kwargs)
     return True
 
 
@@ -51,3 +64,16 @@ def global_batch(local_batch, mesh, *, shard_views: bool = True):
         return jax.make_array_from_process_local_data(sharding, x)
 
     return jax.tree.map(one, local_batch)
+
+
+def place_batch(local_batch, shardings, global_spec):
+    """Per-host batch -> global jax.Arrays with the given ``shardings`` and global shapes
+    (``global_spec``: ShapeDtypeStructs). Leaves with a batch axis are this host's rows
+    (``make_array_from_process_local_data``); scalars must be equal on every host."""
+    def one(x, sharding, spec):
+        x = np.asarray(x)
+        if x.ndim == 0:
+            return jax.make_array_from_callback((), sharding, lambda idx: x[idx])
+        return jax.make_array_from_process_local_data(sharding, x, spec.shape)
+
+    return jax.tree.map(one, local_batch, shardings, global_spec)

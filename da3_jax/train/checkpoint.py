@@ -10,6 +10,11 @@ marker, on object stores) only once every item is complete; ``all_steps()`` list
 only, so a checkpoint killed mid-write is never restored. ``latest_valid_step`` double-checks
 this by ignoring step directories orbax does not report as finalised.
 
+Robustness: ``restore_latest`` tries the finalised steps newest first and falls back, with a
+warning, to the newest one that restores (a corrupt or truncated latest checkpoint does not
+end the run). Paths go through ``etils.epath`` (orbax's path library): a ``gs://`` work dir is
+used as such. ``restore_params(workdir)`` reads a run's params back as host NumPy arrays.
+
 Replica-parallel saving is off for this manager's ``state`` item: orbax's default (on every
 platform but an explicit ``JAX_PLATFORMS=gpu``) splits each replicated ``jax.Array`` into
 per-replica slices, which compiles one XLA slice program per leaf shape on the first save
@@ -20,15 +25,22 @@ type registry is left untouched.
 
 from __future__ import annotations
 
-import os
+import logging
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
+
+log = logging.getLogger(__name__)
 
 
 def make_manager(
-    workdir: str, max_to_keep: int = 3, async_save: bool = True, save_interval_steps: int = 1
+    workdir: str | epath.PathLike,
+    max_to_keep: int = 3,
+    async_save: bool = True,
+    save_interval_steps: int = 1,
 ) -> ocp.CheckpointManager:
     """CheckpointManager under ``<workdir>/checkpoints`` keeping the last ``max_to_keep`` steps."""
     options = ocp.CheckpointManagerOptions(
@@ -43,7 +55,9 @@ def make_manager(
     registry.add("state", ocp.args.StandardRestore, state_handler)
     registry.add("data", grain.checkpoint.CheckpointSave, data_handler)
     registry.add("data", grain.checkpoint.CheckpointRestore, data_handler)
-    path = os.path.join(os.path.abspath(workdir), "checkpoints")
+    path = epath.Path(workdir) / "checkpoints"
+    if not _is_remote(path):
+        path = path.absolute()
     return ocp.CheckpointManager(path, options=options, handler_registry=registry)
 
 
@@ -113,3 +127,66 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state, data_iter
         items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
     restored = manager.restore(int(step), args=ocp.args.Composite(**items))
     return restored["state"]
+
+
+def _is_remote(path: epath.Path) -> bool:
+    return "://" in str(path)
+
+
+def restore_latest(manager: ocp.CheckpointManager, state, data_iter=None, warn=None):
+    """``(step, state)`` from the newest finalised checkpoint that restores, or None if there is
+    none. A step that fails to restore (corrupt, truncated, wrong structure) is reported through
+    ``warn`` (and the log) and the next older one is tried; if every one fails, raises
+    ValueError listing them."""
+    manager.reload()
+    steps = sorted((s for s in manager.all_steps() if _is_finalized(manager, s)), reverse=True)
+    errors = []
+    for step in steps:
+        try:
+            return step, restore(manager, step, state, data_iter)
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: try an older one
+            msg = (f"checkpoint step {step} in {manager.directory} is unreadable "
+                   f"({type(e).__name__}: {str(e)[:200]}); falling back to an older step")
+            log.warning(msg)
+            if warn is not None:
+                warn(f"WARNING: {msg}")
+            errors.append(f"{step}: {type(e).__name__}")
+    if errors:
+        raise ValueError(f"no readable checkpoint in {manager.directory}: {errors}")
+    return None
+
+
+def restore_params(workdir: str | epath.PathLike, step: int | None = None,
+                   ema: bool | None = None):
+    """The params of a training run as host NumPy arrays.
+
+    ``step``: a finalised step (default: the latest); ``ema``: EMA params (default: when the
+    run kept them, as ``train.loop.final_params`` does). Reads no optimizer state into device
+    memory; works in any process (no collectives).
+    """
+    manager = make_manager(workdir, async_save=False)
+    try:
+        if step is None:
+            step = latest_valid_step(manager)
+            if step is None:
+                raise ValueError(f"workdir '{workdir}' has no finalised checkpoint in "
+                                 f"{manager.directory}")
+        elif not _is_finalized(manager, int(step)):
+            raise ValueError(f"workdir '{workdir}': step {step} is not a finalised checkpoint; "
+                             f"available: {sorted(manager.all_steps())}")
+        meta = manager.item_metadata(int(step))["state"]
+        target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), _tree_of(meta))
+        restored = manager.restore(int(step), args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target)))["state"]
+    finally:
+        manager.close()
+    use_ema = restored.get("ema_params") is not None if ema is None else ema
+    if use_ema and restored.get("ema_params") is None:
+        raise ValueError(f"workdir '{workdir}' step {step}: the run kept no EMA params")
+    return jax.tree.map(np.asarray, restored["ema_params" if use_ema else "params"])
+
+
+def _tree_of(meta):
+    """orbax tree metadata -> plain nested dicts of leaf metadata (with .shape / .dtype)."""
+    tree = getattr(meta, "tree", meta)
+    return jax.tree.map(lambda m: m, tree, is_leaf=lambda x: hasattr(x, "shape"))

@@ -32,32 +32,38 @@ def build_model(config) -> DA3:
     return DA3(model_config(config))
 
 
-def _init_fn(model, config):
-    """Random init, then optionally pretrained weights (``config.model.init_from``):
+def _init_fn(model):
+    """Random init (pure; the loop jits it with the state's shardings)."""
+    def init_params(rng, batch):
+        return model.init(rng, batch["images"][:1, :1])["params"]
+
+    return init_params
+
+
+def _pretrained_fn(model, config):
+    """Pretrained weights (``config.model.init_from``), or None when there are none:
 
     ``{'kind': 'dinov2', 'path': ...}`` loads DINOv2 into the backbone
     (``da3_jax.convert.load_dinov2``); ``{'kind': 'official', 'path': model.safetensors}`` or
     ``{'kind': 'converted', 'path': dir}`` replaces every parameter by a converted DA3 checkpoint
-    (``load_official`` / ``load_converted``; shapes must match the configured model).
+    (``load_official`` / ``load_converted``; shapes must match the configured model). Returns
+    host NumPy leaves for what it loads (see ``tasks.Task.load_pretrained``).
     """
     init_from = config.model.get("init_from") or {}
+    kind, path = init_from.get("kind"), init_from.get("path")
+    if not kind:
+        return None
+    if kind not in ("dinov2", "official", "converted"):
+        raise ValueError(f"config.model.init_from.kind must be dinov2|official|converted, "
+                         f"got {kind!r}")
 
-    def init_params(rng, batch):
-        params = model.init(rng, batch["images"][:1, :1])["params"]
-        kind, path = init_from.get("kind"), init_from.get("path")
-        if not kind:
-            return params
+    def load_pretrained(params):
         from da3_jax import convert
 
         if kind == "dinov2":
             return convert.load_dinov2(path, model.config, params)
-        if kind == "official":
-            loaded = convert.load_official(path)[1]
-        elif kind == "converted":
-            loaded = convert.load_converted(path)[1]
-        else:
-            raise ValueError(f"config.model.init_from.kind must be dinov2|official|converted, "
-                             f"got {kind!r}")
+        loaded = (convert.load_official(path) if kind == "official"
+                  else convert.load_converted(path))[1]
         want = jax.tree.map(lambda a: a.shape, params)
         got = jax.tree.map(lambda a: a.shape, loaded)
         if want != got:
@@ -65,11 +71,12 @@ def _init_fn(model, config):
                              f"match model {config.model.name!r}")
         return loaded
 
-    return init_params
+    return load_pretrained
 
 
 def _iter_fn(config):
-    """Fresh checkpointable iterator over ``config.data.train_sources`` (array_record files).
+    """Fresh checkpointable iterator over ``config.data.train_sources`` (array_record files;
+    none: the pipeline's on-the-fly procedural scenes, ``pipeline.default_sources``).
 
     Batches come from ``data_pipelines.pipeline`` (``config.data.pipeline`` = its
     ``PipelineConfig`` fields; ``batch_size`` and ``seed`` come from the top-level config).
@@ -83,7 +90,7 @@ def _iter_fn(config):
     pcfg.update(batch_size=per_host, seed=int(config.seed))
 
     def make():
-        sources = [ArrayRecordSceneSource(p) for p in d.train_sources]
+        sources = [ArrayRecordSceneSource(p) for p in d.train_sources] or None
         weights = list(d.weights) if d.get("weights") else None
         return pipeline.make_train_iterator(pcfg, sources, weights)
 
@@ -99,7 +106,8 @@ def teacher_task(config) -> Task:
         loss = losses.ssi_exp_depth_loss(out["depth"], batch["depth"], batch["valid"])
         return loss, {"loss_ssi": loss}
 
-    return Task(_init_fn(model, config), loss_fn, _iter_fn(config))
+    return Task(_init_fn(model), loss_fn, _iter_fn(config),
+                load_pretrained=_pretrained_fn(model, config))
 
 
 def student_task(config) -> Task:
@@ -116,10 +124,13 @@ def student_task(config) -> Task:
     if config.data.get("eval_sources"):
         from da3_jax.train import evaluate
 
-        records = evaluate.load_records(list(config.data.eval_sources))
+        records = []  # read on the first eval (only the evaluating process reads them)
         predict = jax.jit(lambda p, x: model.apply({"params": p}, x, ref_view_strategy="first"))
 
         def eval_fn(params):
+            if not records:
+                records.extend(evaluate.load_records(list(config.data.eval_sources)))
             return evaluate.evaluate_records(lambda x: predict(params, x), records)["mean"]
 
-    return Task(_init_fn(model, config), loss_fn, _iter_fn(config), eval_fn)
+    return Task(_init_fn(model), loss_fn, _iter_fn(config), eval_fn,
+                load_pretrained=_pretrained_fn(model, config))

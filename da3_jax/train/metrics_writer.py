@@ -1,33 +1,44 @@
-"""Host-0 metric writer: TensorBoard event files (tensorboardX) + a console line per log step.
+"""Host-0 metric writer: TensorBoard event files (tensorboardX) + a JSONL log + a console line.
 
 Only process 0 writes (every host computes the same replicated scalars). Throughput
-(``steps_per_sec``, ``examples_per_sec``) is measured between consecutive ``write`` calls.
+(``steps_per_sec``, ``examples_per_sec``) is measured between consecutive ``throughput`` calls.
+``logdir`` is any ``etils.epath`` path (``gs://`` included; tensorboardX writes remote URLs
+through its own gfile layer). On a resume (``resume_step``) the rows logged after the restored
+step, which the resumed run is about to log again, are dropped from ``<prefix>_metrics.jsonl``
+(atomically: the kept rows are written to a temporary file that replaces the log), and
+TensorBoard is told to purge its events after that step, so no step is logged twice.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import jax
 import numpy as np
+from etils import epath
 
 
 class MetricWriter:
-    """``write(step, metrics)`` -> TensorBoard scalars + console; ``close()`` flushes."""
+    """``write(step, metrics)`` -> TensorBoard scalars + JSONL + console; ``close()`` flushes."""
 
-    def __init__(self, logdir: str, prefix: str = "train", echo=print):
+    def __init__(self, logdir, prefix: str = "train", echo=print, resume_step: int | None = None):
         self.is_host0 = jax.process_index() == 0
         self.prefix = prefix
         self.echo = echo
         self._tb = None
+        self._jsonl = None
         if self.is_host0:
             from tensorboardX import SummaryWriter
 
-            os.makedirs(logdir, exist_ok=True)
-            self._tb = SummaryWriter(logdir=logdir)
-            self._jsonl = open(os.path.join(logdir, f"{prefix}_metrics.jsonl"), "a")
+            logdir = epath.Path(logdir)
+            logdir.mkdir(parents=True, exist_ok=True)
+            path = logdir / f"{prefix}_metrics.jsonl"
+            if resume_step is not None and path.exists():
+                _truncate_after(path, int(resume_step))
+            purge = None if not resume_step else int(resume_step) + 1
+            self._tb = SummaryWriter(logdir=str(logdir), purge_step=purge)
+            self._jsonl = path.open("a")
         self._last = None  # (time, step)
 
     def throughput(self, step: int, batch_size: int) -> dict[str, float]:
@@ -60,3 +71,19 @@ class MetricWriter:
             self._tb.flush()
             self._tb.close()
             self._jsonl.close()
+            self._tb = None
+
+
+def _truncate_after(path: epath.Path, step: int) -> None:
+    """Keep the JSONL rows with ``step <= step`` (and drop a torn last line)."""
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill mid-write
+            continue
+        if int(row.get("step", 0)) <= step:
+            kept.append(line)
+    tmp = path.parent / f".{path.name}.tmp"
+    tmp.write_text("".join(f"{x}\n" for x in kept))
+    tmp.replace(path)

@@ -19,9 +19,15 @@ from da3_jax.train.state import TrainState
 
 
 def make_train_step(
-    loss_fn: Callable, tx: optax.GradientTransformation, schedule: Callable, ema_decay: float = 0.0
+    loss_fn: Callable,
+    tx: optax.GradientTransformation,
+    schedule: Callable,
+    ema_decay: float = 0.0,
+    jit: bool = True,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-    """Returns ``train_step(state, batch) -> (state, metrics)``, jitted, donating ``state``."""
+    """Returns ``train_step(state, batch) -> (state, metrics)``, jitted donating ``state``
+    (``jit=False``: the plain function, for callers that jit it with explicit shardings, as
+    ``train.loop.jit_train_step`` does on a mesh)."""
 
     def train_step(state: TrainState, batch: dict):
         rng, sub = jax.random.split(state.rng)
@@ -62,4 +68,4 @@ def make_train_step(
         )
         return new_state, metrics
 
-    return jax.jit(train_step, donate_argnums=(0,))
+    return jax.jit(train_step, donate_argnums=(0,)) if jit else train_step

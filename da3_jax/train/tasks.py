@@ -1,7 +1,11 @@
 """Training tasks: what the generic loop trains (model init, loss, data, eval hook).
 
 A ``Task`` bundles
-  * ``init_params(rng, batch) -> params``;
+  * ``init_params(rng, batch) -> params`` (pure, jittable: the loop jits it with the target
+    shardings, so nothing is materialised unsharded);
+  * ``load_pretrained(params) -> params tree or None`` (optional; host side: returns host NumPy
+    leaves for the weights it loads, the given arrays for the others; the loop places each
+    NumPy leaf straight into its shards);
   * ``loss_fn(params, batch, rng) -> (loss, {term: scalar})`` (jit-traced inside the step);
   * ``train_iter() -> grain DatasetIterator`` (checkpointable; a fresh one per call);
   * ``eval_fn(params) -> {metric: float}`` or None.
@@ -20,6 +24,7 @@ class Task:
     loss_fn: Callable
     train_iter: Callable
     eval_fn: Callable | None = None
+    load_pretrained: Callable | None = None
 
 
 def get_task(config) -> Task:

@@ -59,8 +59,17 @@ def optim_config(lr: float, total_steps: int, warmup_steps: int) -> ml_collectio
     )
 
 
+def mesh_config(data: int = 1, fsdp: int = 1, view: int = 1,
+                tensor: int = 1) -> ml_collections.ConfigDict:
+    """``config.mesh_shape``: device mesh axes (``da3_jax.parallel.mesh``). One axis may be -1
+    (all remaining devices); all ones = a single-device run. Override any axis on the command
+    line: ``--config.mesh_shape.fsdp=16 --config.mesh_shape.data=4``. The global batch must
+    divide by data x fsdp."""
+    return ml_collections.ConfigDict(dict(data=data, fsdp=fsdp, view=view, tensor=tensor))
+
+
 def base_config() -> ml_collections.ConfigDict:
-    """Fields every run has (loop, checkpointing, logging, multi-host)."""
+    """Fields every run has (loop, checkpointing, logging, multi-host, mesh)."""
     c = ml_collections.ConfigDict()
     c.name = "da3"
     c.task = "student"
@@ -75,6 +84,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.ema_decay = 0.0
     c.progress = True
     c.multihost = False  # call jax.distributed.initialize() (TPU pod / multi-node GPU)
+    c.mesh_shape = mesh_config()  # one device unless a config / override says otherwise
     c.loss = loss_config()
     return c
 

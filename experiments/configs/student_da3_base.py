@@ -1,6 +1,8 @@
 """Student DA3-Base: multi-view training on synthetic GT + pseudo-labels (DA3.md §3).
 
 Paper scale: 128 x H100, 200k steps (Giant). Arguments: see ``student_common``.
+Mesh: ``data=-1`` (all devices) (pure data parallel: the model fits one chip);
+any device count that divides the global batch of 128.
 Example: ``python -m experiments.main --config=experiments/configs/student_da3_base.py:views=8
 --workdir=gs://bucket/runs/da3_base``.
 """

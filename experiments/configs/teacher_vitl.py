@@ -4,6 +4,8 @@ The network is ``da3-large`` run on single views with the camera encoder/decoder
 (``cam_enc = cam_dec = False``); only the depth branch is supervised
 (``losses.ssi_exp_depth_loss``). Sweep knobs: ``res``, ``batch``, ``steps``, ``lr``, ``data``,
 ``init`` / ``init_path`` (DINOv2 ViT-L by default), ``multihost``, ``runlocal``.
+Mesh: ``data=-1, fsdp=4`` (a multiple of 4 devices whose data x fsdp divides the global batch
+of 256).
 """
 
 import ml_collections
@@ -20,6 +22,7 @@ def get_config(arg=None):
     c.task = "teacher"
     c.multihost = a.multihost
     c.batch_size = a.batch
+    c.mesh_shape = common.mesh_config(data=-1, fsdp=4)
     c.ema_decay = 0.9999
     c.model = ml_collections.ConfigDict({"name": "da3-large", "overrides": {
         "dtype": "bfloat16", "cam_enc": False, "cam_dec": False}})
@@ -35,6 +38,7 @@ def get_config(arg=None):
     c.log_every, c.eval_every, c.checkpoint_every = 100, 0, 2000
     if a.runlocal:
         c.multihost = False
+        c.mesh_shape = common.mesh_config()
         c.batch_size = 2
         c.data.pipeline.update(image_hw=(112, 112), num_workers=0, num_threads=1)
         c.optim = common.optim_config(lr=a.lr, total_steps=10, warmup_steps=2)

@@ -3,7 +3,11 @@
 ``--config=experiments/configs/tiny_cpu.py:stage=teacher|pseudo_label|student,data=DIR``
 selects the stage; ``data`` is the directory holding the demo's array_record files
 (``experiments/demo.py`` writes them: ``synthetic_train``, ``reallike_sparse``, ``pseudo``,
-``eval``). Model: ``da3-tiny`` shrunk further (4 blocks, width 96) so a step takes ~0.1-0.3 s.
+``eval``). Without ``data`` the teacher / student train on procedural scenes rendered on the
+fly (``data_pipelines.pipeline.default_sources``, 56x56). Mesh: one device by default; e.g.
+``--config.mesh_shape.data=2 --config.mesh_shape.fsdp=2 --config.mesh_shape.view=2`` on 8
+(simulated) devices, across processes with ``--config.multihost=True``. Model: ``da3-tiny``
+shrunk further (4 blocks, width 96) so a step takes ~0.1-0.3 s.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ TINY_MODEL = dict(
 
 
 def get_config(arg=None):
-    a = common.parse_arg(arg, stage="student", data="runs/demo/data", steps=0, views="3",
+    a = common.parse_arg(arg, stage="student", data="", steps=0, views="3",
                          teacher_workdir="runs/demo/teacher", batch=4)
     c = common.base_config()
     c.name = f"tiny_cpu_{a.stage}"
@@ -38,8 +42,9 @@ def get_config(arg=None):
     views = [int(v) for v in a.views.split("+")]
     c.data.pipeline = ml_collections.ConfigDict(dict(
         image_hw=(56, 56), min_views=min(views), max_views=max(views), zoom_range=(1.0, 1.0),
-        photometric=False, num_threads=1, prefetch_buffer_size=2))
-    c.data.train_sources = [os.path.join(a.data, "synthetic_train.array_record")]
+        photometric=False, num_threads=1, prefetch_buffer_size=2, synthetic_hw=(56, 56),
+        synthetic_num_views=max(views), synthetic_num_scenes=64))
+    c.data.train_sources = [os.path.join(a.data, "synthetic_train.array_record")] if a.data else []
     c.data.eval_sources = []
     steps = a.steps
     if a.stage == "teacher":
@@ -49,15 +54,17 @@ def get_config(arg=None):
         c.optim = common.optim_config(lr=1e-3, total_steps=steps or 200, warmup_steps=20)
     elif a.stage == "student":
         c.loss.beta = 5.0  # pose is the slowest thing to learn from scratch in a few hundred steps
-        c.data.train_sources.append(os.path.join(a.data, "pseudo.array_record"))
+        if a.data:
+            c.data.train_sources.append(os.path.join(a.data, "pseudo.array_record"))
         c.optim = common.optim_config(lr=1e-3, total_steps=steps or 2000, warmup_steps=30)
     elif a.stage == "pseudo_label":
         c.teacher = ml_collections.ConfigDict()
         c.teacher.workdir = a.teacher_workdir
         c.teacher.model = ml_collections.ConfigDict(
             {"name": "da3-tiny", "overrides": dict(TINY_MODEL, cam_enc=False, cam_dec=False)})
-        c.data.label_sources = [os.path.join(a.data, "reallike_sparse.array_record")]
-        c.data.output = os.path.join(a.data, "pseudo.array_record")
+        data = a.data or "runs/demo/data"
+        c.data.label_sources = [os.path.join(data, "reallike_sparse.array_record")]
+        c.data.output = os.path.join(data, "pseudo.array_record")
         c.ransac = common.ransac_config()
         c.optim = common.optim_config(lr=0.0, total_steps=1, warmup_steps=0)
     else:

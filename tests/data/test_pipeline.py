@@ -187,7 +187,8 @@ def test_bad_data_is_skipped_counted_and_never_nan():
     for b in _take(make_train_iterator(cfg, [src]), 12):
         for key in ("images", "depth", "intrinsics", "extrinsics"):
             assert np.isfinite(b[key]).all(), key
-        assert b["valid"].reshape(*b["valid"].shape[:2], -1).any(-1).all()
+        has_valid = b["valid"].reshape(*b["valid"].shape[:2], -1).any(-1)
+        assert (has_valid == b["view_mask"]).all() and b["view_mask"][:, :2].all()
     after = pipeline.skip_counts()
     assert after.get("invalid_record", 0) - before.get("invalid_record", 0) >= 2
     assert after.get("too_few_valid_views", 0) - before.get("too_few_valid_views", 0) >= 1

@@ -41,3 +41,37 @@ def test_sweep_args_and_cli_overrides(tmp_path):
 
     path = write_config(c, str(tmp_path))
     assert json.load(open(path))["optim"]["lr"] == 0.5
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_declares_its_mesh_and_takes_overrides(name):
+    from da3_jax.parallel.mesh import AXES, resolve_mesh_shape
+
+    argv = ["prog", f"--config=experiments/configs/{name}.py", "--config.mesh_shape.fsdp=16",
+            "--config.mesh_shape.data=4"]
+    fv = flags.FlagValues()
+    holder = config_flags.DEFINE_config_file("config", flag_values=fv, sys_argv=argv)
+    fv(argv)
+    c = holder.value
+    assert set(c.mesh_shape) == set(AXES)
+    assert c.mesh_shape.fsdp == 16 and c.mesh_shape.data == 4
+    assert resolve_mesh_shape(dict(c.mesh_shape), 64 * c.mesh_shape.view * c.mesh_shape.tensor)
+    assert c.batch_size % (4 * 16) == 0 or name == "tiny_cpu"
+
+
+def test_mesh_defaults_per_variant():
+    import importlib
+
+    def mesh(name, arg=None):
+        c = importlib.import_module(f"experiments.configs.{name}").get_config(arg)
+        return dict(c.mesh_shape), c
+
+    assert mesh("tiny_cpu")[0] == dict(data=1, fsdp=1, view=1, tensor=1)
+    assert mesh("student_da3_giant")[0] == dict(data=-1, fsdp=16, view=1, tensor=1)
+    assert mesh("student_da3_large")[0]["fsdp"] == 8
+    assert mesh("student_da3_small")[0] == dict(data=-1, fsdp=1, view=1, tensor=1)
+    many, c = mesh("student_da3_base", "views=32")
+    assert many["view"] == 4 and c.model.overrides.attention_impl == "allgather_view"
+    _, c = mesh("student_da3_base", "views=32,view_attention=ring")
+    assert c.model.overrides.attention_impl == "ring_view"
+    assert mesh("student_da3_base", "runlocal")[0]["data"] == 1
