@@ -63,6 +63,7 @@ from typing import Any
 import grain
 import numpy as np
 
+from da3_jax.imagenet import imagenet_normalize
 from data_pipelines import transforms
 from data_pipelines.record import DEPTH_KINDS, SceneRecord
 
@@ -272,7 +273,7 @@ def assemble_batch(items: Sequence[tuple[int, SceneRecord]], cfg: PipelineConfig
         x = transforms.color_jitter(x, rng, cfg.brightness, cfg.contrast, cfg.saturation)
     depth = np.where(valid, depth, np.float32(0.0))
     batch = {
-        "images": transforms.imagenet_normalize(x).reshape(b, n, h, w, 3),
+        "images": imagenet_normalize(x).reshape(b, n, h, w, 3),
         "depth": depth,
         "valid": valid,
         "intrinsics": intrinsics.astype(np.float32),

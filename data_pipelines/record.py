@@ -42,6 +42,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -237,3 +239,18 @@ class SceneRecord:
             raise ValueError("SceneRecord.from_bytes: field '__meta__' is missing")
         meta = json.loads(ex.pop("__meta__").tobytes().decode("utf-8"))
         return cls.from_example({**ex, **meta})
+
+
+def write_array_record(records: Iterable[SceneRecord], path: str | os.PathLike) -> int:
+    """Writes validated records (`to_bytes`) to one array_record file; returns the count."""
+    from array_record.python import array_record_module
+
+    writer = array_record_module.ArrayRecordWriter(os.fspath(path), "group_size:1")
+    n = 0
+    try:
+        for rec in records:
+            writer.write(rec.validate().to_bytes())
+            n += 1
+    finally:
+        writer.close()
+    return n

@@ -5,8 +5,8 @@ All sources return `SceneRecord`s by integer index, deterministically:
   embedded dataset), optionally keeping the last `cache_size` scenes.
 - `InMemorySource`: a list of records (tests, small converted datasets).
 - `ArrayRecordSceneSource`: array_record files of `SceneRecord.to_bytes()` written by
-  `write_array_record`; reads through `grain.sources.ArrayRecordDataSource` and never imports
-  TensorFlow.
+  `data_pipelines.record.write_array_record` (re-exported here); reads through
+  `grain.sources.ArrayRecordDataSource` and never imports TensorFlow.
 - `TfdsSceneSource`: wraps the dict examples of `tfds.data_source(...)` (a TFDS builder with
   file_format array_record; see data_pipelines/tfds) into records.
 """
@@ -16,13 +16,16 @@ from __future__ import annotations
 import collections
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import grain
 
-from data_pipelines.record import SceneRecord
+from data_pipelines.record import SceneRecord, write_array_record
 from data_pipelines.synthetic.render import render_scene
 from data_pipelines.synthetic.scenes import SceneConfig
+
+__all__ = ["ArrayRecordSceneSource", "InMemorySource", "SyntheticSource", "TfdsSceneSource",
+           "write_array_record"]
 
 
 class SyntheticSource(grain.sources.RandomAccessDataSource):
@@ -89,21 +92,6 @@ class InMemorySource(grain.sources.RandomAccessDataSource):
 
     def __getitem__(self, index: int) -> SceneRecord:
         return self.records[int(index)]
-
-
-def write_array_record(records: Iterable[SceneRecord], path: str | os.PathLike) -> int:
-    """Writes validated records (`to_bytes`) to one array_record file; returns the count."""
-    from array_record.python import array_record_module
-
-    writer = array_record_module.ArrayRecordWriter(os.fspath(path), "group_size:1")
-    n = 0
-    try:
-        for rec in records:
-            writer.write(rec.validate().to_bytes())
-            n += 1
-    finally:
-        writer.close()
-    return n
 
 
 class ArrayRecordSceneSource(grain.sources.RandomAccessDataSource):

@@ -21,7 +21,6 @@ import cv2
 import numpy as np
 
 from da3_jax import geometry
-from da3_jax.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 PATCH = 14
 
@@ -151,8 +150,3 @@ def color_jitter(images: np.ndarray, rng: np.random.Generator, brightness: float
     mean = grey.mean(axis=(1, 2, 3), keepdims=True)
     x = mean + c * (x - mean)
     return np.clip(x, 0.0, 1.0)
-
-
-def imagenet_normalize(images01: np.ndarray) -> np.ndarray:
-    """(x - IMAGENET_MEAN) / IMAGENET_STD for float images in [0, 1] (channels last)."""
-    return ((images01 - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)

@@ -76,6 +76,7 @@ def write_outputs(workdir: str, config, params, eval_path: str, timings: dict) -
     import trimesh
 
     from da3_jax import geometry
+    from da3_jax.imagenet import imagenet_normalize
     from da3_jax.train import evaluate
     from da3_jax.train.da3_tasks import build_model
     from data_pipelines.synthetic.render import colorize_depth
@@ -110,7 +111,7 @@ def write_outputs(workdir: str, config, params, eval_path: str, timings: dict) -
 
     # Point cloud of eval scene 0 from predicted depth + predicted cameras (reference frame).
     r, (depth, w2c) = records[0], student["predictions"][0]
-    out = predict(evaluate.imagenet_normalize(r.images.astype(np.float32) / 255.0)[None])
+    out = predict(imagenet_normalize(r.images.astype(np.float32) / 255.0)[None])
     k = np.asarray(out["intrinsics"][0])
     pts = np.asarray(geometry.points_from_depth(depth, w2c, k, pixel_center=0.5)).reshape(-1, 3)
     ply = os.path.join(workdir, "pointcloud_scene0.ply")

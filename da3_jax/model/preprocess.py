@@ -30,9 +30,8 @@ import numpy as np
 from PIL import Image
 
 from da3_jax.geometry import crop_intrinsics, rescale_intrinsics
+from da3_jax.imagenet import imagenet_normalize
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 PATCH_SIZE = 14
 METHODS = ("upper_bound_resize", "upper_bound_crop", "lower_bound_resize", "lower_bound_crop")
 
@@ -181,6 +180,6 @@ def preprocess_images(
             out_ks[i] = crop_intrinsics(out_ks[i], (w - min_w) // 2, (h - min_h) // 2)
 
     processed = np.stack(arrs).astype(np.uint8)
-    norm = (processed.astype(np.float32) / np.float32(255.0) - IMAGENET_MEAN) / IMAGENET_STD
+    norm = imagenet_normalize(processed.astype(np.float32) / np.float32(255.0))
     out_k = None if ks is None else np.stack([np.asarray(k, np.float32) for k in out_ks])
     return norm.astype(np.float32), processed, out_k

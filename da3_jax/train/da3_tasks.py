@@ -17,7 +17,7 @@ import ml_collections
 
 from da3_jax.model import DA3, get_config
 from da3_jax.train import losses, targets
-from da3_jax.train.tasks import Task
+from da3_jax.train.task import Task
 
 
 def model_config(config) -> ml_collections.ConfigDict:

@@ -12,8 +12,8 @@ import grain
 import numpy as np
 
 from da3_jax.eval import metrics
+from da3_jax.imagenet import imagenet_normalize
 from data_pipelines.record import SceneRecord
-from data_pipelines.transforms import imagenet_normalize
 
 
 def load_records(sources) -> list[SceneRecord]:

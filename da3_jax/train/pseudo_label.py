@@ -25,8 +25,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from da3_jax import geometry
+from da3_jax.imagenet import imagenet_normalize
 from data_pipelines.record import SceneRecord
-from data_pipelines.transforms import imagenet_normalize
 
 
 def sparsify_depth(

@@ -158,7 +158,7 @@ def main(argv=None) -> None:
 
     try:
         if args.format == "array_record":
-            from data_pipelines.sources import write_array_record
+            from data_pipelines.record import write_array_record
 
             n = write_array_record(_each(), out / "scenes.array_record")
             print(f"wrote {n} scenes to {out / 'scenes.array_record'}")

@@ -7,7 +7,7 @@ import grain
 import numpy as np
 import pytest
 
-from da3_jax.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from da3_jax.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from data_pipelines import pipeline, sensor, transforms
 from data_pipelines.pipeline import PipelineConfig, make_train_iterator
 from data_pipelines.record import SceneRecord

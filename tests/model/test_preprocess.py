@@ -15,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from da3_jax.model.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_images
+from da3_jax.imagenet import IMAGENET_MEAN, IMAGENET_STD
+from da3_jax.model.preprocess import preprocess_images
 
 METHODS = ("upper_bound_resize", "upper_bound_crop", "lower_bound_resize", "lower_bound_crop")
 

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from da3_jax.train.tasks import Task
+from da3_jax.train.task import Task
 
 
 class ToyNet(nn.Module):
