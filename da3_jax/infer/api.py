@@ -45,6 +45,8 @@ class Prediction:
     intrinsics: [N, 3, 3] float32 pixels of the processed images (None for mono/metric).
     processed_images: [N, H, W, 3] uint8 images the network saw.
     sky: [N, H, W] bool sky mask (models with a sky head), else None.
+    descriptor: [N, C] float32 per-view global descriptor (`forward.view_descriptor`) when
+      requested with ``with_descriptor=True``, else None.
     gaussians: dict of world-space 3D Gaussians (`means [G,3]`, `scales [G,3]`, `rotations [G,4]`
       xyzw, `harmonics [G,3,9]`, `opacities [G]`) when requested from a GS model, else None.
     is_metric: 1 when depth is in metres (metric / nested models).
@@ -59,6 +61,7 @@ class Prediction:
     intrinsics: np.ndarray | None = None
     processed_images: np.ndarray | None = None
     sky: np.ndarray | None = None
+    descriptor: np.ndarray | None = None
     gaussians: dict | None = None
     is_metric: int = 0
     scale_factor: float | None = None
@@ -250,6 +253,7 @@ class Predictor:
         use_ray_pose: bool = False,
         align_to_input_scale: bool = True,
         infer_gs: bool = False,
+        with_descriptor: bool = False,
     ) -> Prediction:
         """Depth and cameras for one scene.
 
@@ -265,6 +269,7 @@ class Predictor:
           align_to_input_scale: with input poses, output them unchanged and rescale depth
             (True), or map them into the prediction's frame (False).
           infer_gs: also predict 3D Gaussians (models with a GS head).
+          with_descriptor: also return `Prediction.descriptor` (any-view models).
         """
         return self.predict_batch(
             [dict(images=images, extrinsics=extrinsics, intrinsics=intrinsics)],
@@ -274,6 +279,7 @@ class Predictor:
             use_ray_pose=use_ray_pose,
             align_to_input_scale=align_to_input_scale,
             infer_gs=infer_gs,
+            with_descriptor=with_descriptor,
         )[0]
 
     def predict_batch(
@@ -285,6 +291,7 @@ class Predictor:
         use_ray_pose: bool = False,
         align_to_input_scale: bool = True,
         infer_gs: bool = False,
+        with_descriptor: bool = False,
     ) -> list[Prediction]:
         """Several independent scenes. Each scene is an `images` argument of `predict` or a dict
         `{'images': ..., 'extrinsics': ..., 'intrinsics': ...}`. Scenes with the same view count,
@@ -317,20 +324,21 @@ class Predictor:
         results: list = [None] * len(prepared)
         for idxs in groups.values():
             outs = self._run([prepared[i] for i in idxs], ref_view_strategy, use_ray_pose,
-                             infer_gs)
+                             infer_gs, with_descriptor)
             for j, i in enumerate(idxs):
                 results[i] = self._finish(prepared[i], {k: v[j] for k, v in outs.items()},
                                           align_to_input_scale, process_res_method)
         return results
 
-    def _run(self, group, ref_view_strategy, use_ray_pose, infer_gs):
+    def _run(self, group, ref_view_strategy, use_ray_pose, infer_gs, with_descriptor=False):
         images = np.stack([p["norm"] for p in group])
         ext = k = None
         if group[0]["ext"] is not None:
             ext = np.asarray(normalize_input_extrinsics(  # centred in float64 first
                 np.stack([poses_lib.centre_world(p["ext"]) for p in group]).astype(np.float32)))
             k = np.stack([p["k"] for p in group]).astype(np.float32)
-        out = self.forward(images, ext, k, ref_view_strategy, use_ray_pose, infer_gs)
+        out = self.forward(images, ext, k, ref_view_strategy, use_ray_pose, infer_gs,
+                           with_descriptor)
         if infer_gs:
             from da3_jax.model.gs_adapter import gaussian_adapter, map_pdf_to_opacity
 
@@ -367,6 +375,7 @@ class Predictor:
             intrinsics=None if k is None else np.asarray(k, np.float32),
             processed_images=prep["proc"],
             sky=None if sky is None else np.asarray(sky) >= 0.3,
+            descriptor=out.get("descriptor"),
             gaussians=gaussians,
             is_metric=int(self.config.kind == "nested"
                           or str(self.config.name).startswith("da3metric")),

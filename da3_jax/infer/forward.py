@@ -168,9 +168,13 @@ class Forward:
         ref_view_strategy: str = "saddle_balanced",
         use_ray_pose: bool = False,
         infer_gs: bool = False,
+        with_descriptor: bool = False,
     ) -> dict[str, np.ndarray]:
         """images float32 [B, N, H, W, 3] (ImageNet-normalised); extrinsics [B, N, 4, 4] w2c
-        (already normalised) and intrinsics [B, N, 3, 3] or None. Returns numpy outputs."""
+        (already normalised) and intrinsics [B, N, 3, 3] or None. Returns numpy outputs.
+
+        ``with_descriptor``: also ``descriptor`` [B, N, C'] float32, a per-view global
+        descriptor for place recognition (`view_descriptor`; any-view models only)."""
         images = np.asarray(images, np.float32)
         b, n, h, w, _ = images.shape
         posed = extrinsics is not None
@@ -179,6 +183,9 @@ class Forward:
         if infer_gs and not self.config.get("gs_head", False):
             raise ValueError(f"infer_gs=True needs a model with a GS head; {self.config.name} "
                              "has none")
+        if with_descriptor and not self.staged:
+            raise ValueError(f"with_descriptor needs an any-view model; {self.config.name} is "
+                             f"{self.config.kind}")
         if not self.staged:
             fn = self._full_fn(ref_view_strategy, use_ray_pose, infer_gs, posed)
             out = fn(self.params, images, ext, k)
@@ -202,4 +209,20 @@ class Forward:
             out = head(self.params, f_chunk, sel(jnp.asarray(images)))
             keep = min(chunk, n - start)
             pieces.append({key: np.asarray(val)[:, :keep] for key, val in out.items()})
-        return {key: np.concatenate([p[key] for p in pieces], axis=1) for key in pieces[0]}
+        out = {key: np.concatenate([p[key] for p in pieces], axis=1) for key in pieces[0]}
+        if with_descriptor:
+            out["descriptor"] = np.asarray(view_descriptor(feats[-1][0]))
+        return out
+
+
+@jax.jit
+def view_descriptor(tokens: jax.Array) -> jax.Array:
+    """Global descriptor of each view: the last backbone out-layer's patch tokens
+    ``[B, N, P, C']`` mean-pooled over patches and L2-normalised -> ``[B, N, C']``.
+
+    Used for loop-closure retrieval in streaming inference. It is free (the backbone ran
+    anyway) and needs no extra weights or libraries; DA3's backbone is a DINOv2, the backbone
+    that dedicated place-recognition heads (e.g. SALAD, used by the official DA3-Streaming)
+    are trained on top of."""
+    d = jnp.mean(tokens.astype(jnp.float32), axis=2)
+    return d / jnp.maximum(jnp.linalg.norm(d, axis=-1, keepdims=True), 1e-12)
