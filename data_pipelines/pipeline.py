@@ -30,9 +30,11 @@ H, W = image_hw):
   source      int32   [B]              index of the source in the mixture
   ray         float32 [B, N, H, W, 6]  only with ray_maps=True: da3_jax.geometry.camera_rays
                                         at pixel centres, channels [direction, origin]
-View sampling: the reference view (first) is drawn uniformly among a scene's usable views; the
-others among the views within `max_frame_gap` frames of it (0 = anywhere in the scene; views of
-one record are assumed to overlap, as clips/orbits do), without replacement, in frame order.
+View sampling (`reference_view='random'`): the reference view (first) is drawn uniformly among a
+scene's usable views; the others among the views within `max_frame_gap` frames of it (0 = anywhere
+in the scene; views of one record are assumed to overlap, as clips/orbits do), without
+replacement, in frame order. `reference_view='first'`: N consecutive usable views at a random
+start, in frame order, the earliest being the reference (as evaluation protocols order clips).
 N is clamped to the fewest usable views in the batch.
 
 Bad data: a record that fails `SceneRecord.validate()` (wrong shapes/dtypes, NaN/inf depth, bad
@@ -79,6 +81,7 @@ class PipelineConfig:
     min_views: int = 2
     max_views: int = 4
     max_frame_gap: int = 0
+    reference_view: str = "random"
     zoom_range: tuple[float, float] = (1.0, 1.15)
     photometric: bool = True
     brightness: float = 0.2
@@ -108,6 +111,9 @@ class PipelineConfig:
         if not 1 <= self.min_views <= self.max_views:
             raise ValueError(f"need 1 <= min_views <= max_views, got {self.min_views}, "
                              f"{self.max_views}")
+        if self.reference_view not in ("random", "first"):
+            raise ValueError(f"reference_view must be 'random' or 'first', got "
+                             f"{self.reference_view!r}")
         if self.zoom_range[0] < 1.0 or self.zoom_range[1] < self.zoom_range[0]:
             raise ValueError(f"zoom_range must satisfy 1 <= lo <= hi, got {self.zoom_range}")
 
@@ -144,7 +150,10 @@ def _usable_views(rec: SceneRecord) -> np.ndarray:
     return np.nonzero(has)[0]
 
 
-def _sample_views(rng, usable: np.ndarray, n: int, max_gap: int) -> np.ndarray:
+def _sample_views(rng, usable: np.ndarray, n: int, max_gap: int, first: bool = False) -> np.ndarray:
+    if first:  # a window of n consecutive usable views in frame order, the earliest the reference
+        start = int(rng.integers(0, usable.size - n + 1))
+        return usable[start:start + n].astype(np.int64)
     ref = int(rng.choice(usable))
     others = usable[usable != ref]
     if max_gap > 0:
@@ -203,7 +212,9 @@ class _SceneBatches(grain.MapDataset):
         items = [self._fetch(index * cfg.batch_size + j) for j in range(cfg.batch_size)]
         n = int(rng.integers(cfg.min_views, cfg.max_views + 1))
         n = min(n, min(u.size for _, _, u in items))
-        return assemble_batch([(k, rec.select_views(_sample_views(rng, u, n, cfg.max_frame_gap)))
+        first = cfg.reference_view == "first"
+        return assemble_batch([(k, rec.select_views(_sample_views(rng, u, n, cfg.max_frame_gap,
+                                                                  first)))
                                for k, rec, u in items], cfg, rng)
 
 
