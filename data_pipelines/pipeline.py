@@ -31,9 +31,11 @@ H, W = image_hw):
   view_mask   bool    [B, N]           False for padding views (see below)
   ray         float32 [B, N, H, W, 6]  only with ray_maps=True: da3_jax.geometry.camera_rays
                                         at pixel centres, channels [direction, origin]
-View sampling: the reference view (first) is drawn uniformly among a scene's usable views; the
-others among the views within `max_frame_gap` frames of it (0 = anywhere in the scene; views of
-one record are assumed to overlap, as clips/orbits do), without replacement, in frame order.
+View sampling (`reference_view='random'`): the reference view (first) is drawn uniformly among a
+scene's usable views; the others among the views within `max_frame_gap` frames of it (0 = anywhere
+in the scene; views of one record are assumed to overlap, as clips/orbits do), without
+replacement, in frame order. `reference_view='first'`: N consecutive usable views at a random
+start, in frame order, the earliest being the reference (as evaluation protocols order clips).
 N is drawn per global step (the same on every host, whatever its scenes); a scene with fewer
 usable views than N is padded by repeating its sampled views (cyclically, real cameras) with
 `valid` all False and `view_mask` False, so dense losses ignore the repeats and every host's
@@ -86,6 +88,7 @@ class PipelineConfig:
     min_views: int = 2
     max_views: int = 4
     max_frame_gap: int = 0
+    reference_view: str = "random"
     zoom_range: tuple[float, float] = (1.0, 1.15)
     photometric: bool = True
     brightness: float = 0.2
@@ -115,6 +118,9 @@ class PipelineConfig:
         if not 1 <= self.min_views <= self.max_views:
             raise ValueError(f"need 1 <= min_views <= max_views, got {self.min_views}, "
                              f"{self.max_views}")
+        if self.reference_view not in ("random", "first"):
+            raise ValueError(f"reference_view must be 'random' or 'first', got "
+                             f"{self.reference_view!r}")
         if self.zoom_range[0] < 1.0 or self.zoom_range[1] < self.zoom_range[0]:
             raise ValueError(f"zoom_range must satisfy 1 <= lo <= hi, got {self.zoom_range}")
 
@@ -151,7 +157,10 @@ def _usable_views(rec: SceneRecord) -> np.ndarray:
     return np.nonzero(has)[0]
 
 
-def _sample_views(rng, usable: np.ndarray, n: int, max_gap: int) -> np.ndarray:
+def _sample_views(rng, usable: np.ndarray, n: int, max_gap: int, first: bool = False) -> np.ndarray:
+    if first:  # a window of n consecutive usable views in frame order, the earliest the reference
+        start = int(rng.integers(0, usable.size - n + 1))
+        return usable[start:start + n].astype(np.int64)
     ref = int(rng.choice(usable))
     others = usable[usable != ref]
     if max_gap > 0:
@@ -220,8 +229,9 @@ class _SceneBatches(grain.MapDataset):
             row = self._pi * b + j  # row of the global batch
             rng = np.random.default_rng([cfg.seed, 0x5CE7E, int(index), row])
             k, rec, usable = self._fetch(index * b * self._pc + row)
-            views, real = _pad_view_choice(_sample_views(rng, usable, min(n, usable.size),
-                                                        cfg.max_frame_gap), n)
+            sampled = _sample_views(rng, usable, min(n, usable.size), cfg.max_frame_gap,
+                                    cfg.reference_view == "first")
+            views, real = _pad_view_choice(sampled, n)
             part = assemble_batch([(k, rec.select_views(views))], cfg, rng)
             part["valid"][:, real:] = False
             part["depth"][:, real:] = 0.0

@@ -1,16 +1,21 @@
 """``make demo``: the whole teacher -> pseudo-label -> student schedule on CPU in minutes.
 
 ``python -m experiments.demo --workdir=runs/demo`` runs, in order:
-  1. render the embedded procedural dataset (``data_pipelines.synthetic``) at 56x56 into
-     array_record files: ``synthetic_train`` (dense GT), ``reallike_sparse`` (a held-out split
-     whose GT is made sensor-like: 95 % of pixels dropped, 2 % noise, 10 % outliers), ``eval``
-     (held-out scenes, dense GT);
-  2. train the tiny monocular teacher on ``synthetic_train`` (SSI loss, exp depth);
-  3. pseudo-label ``reallike_sparse`` (teacher + RANSAC scale/shift to the sparse GT);
-  4. train the tiny multi-view student on ``synthetic_train`` + ``pseudo``;
-  5. evaluate student and the trivial baseline (constant depth, identity poses) on ``eval``:
-     depth delta1 / abs_rel after per-image median scale alignment, pose AUC@3/@30;
-  6. write ``metrics.json``, ``report.md``, depth PNGs and a point cloud (``.ply``).
+  1. render two held-out splits of the embedded procedural dataset (``data_pipelines.synthetic``)
+     at 56x56 into array_record files: ``reallike_sparse`` (GT made sensor-like: 95 % of pixels
+     dropped, 2 % noise, 10 % outliers) and ``eval`` (48 scenes x 4 views, dense GT). Training
+     scenes are rendered on the fly (``tiny_cpu.synthetic_data``: unlimited, never repeated);
+  2. train the tiny monocular teacher on on-the-fly scenes (SSI loss, exp depth);
+  3. pseudo-label ``reallike_sparse`` (teacher + RANSAC scale/shift to the sparse GT; valid on
+     the sensor's surface support only);
+  4. train the tiny multi-view student on on-the-fly scenes + ``pseudo`` (recipe:
+     ``experiments/configs/tiny_cpu.py``), scoring ``eval`` every ``EVAL_EVERY`` steps;
+  5. evaluate the student (camera decoder and ray-map pose), the trivial baseline (constant
+     depth, identity poses) and the chance baseline (true rotations, random translation
+     directions) on ``eval``: delta1 / abs_rel after per-image median scale alignment, pose
+     AUC@3/@30;
+  6. write ``metrics.json``, ``report.md`` (with ``learning_curves.png``), depth PNGs and a point
+     cloud (``.ply``).
 Stages resume from their checkpoints when the command is re-run on the same workdir.
 """
 
@@ -25,38 +30,35 @@ from absl import app, flags, logging
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Output directory.")
 _STEPS = flags.DEFINE_string("steps", "", "Override 'teacher,student' step counts (smoke runs).")
 
-NUM_TRAIN, NUM_REALLIKE, NUM_EVAL, VIEWS, HW = 96, 32, 12, 6, 56
-# Camera paths of the demo scenes: 'walk' only (video-clip-like forward/lateral motion). Orbits
-# and random hemisphere views (up to 180 deg apart) are beyond a from-scratch model trained for
-# a few hundred CPU steps.
-TRAJECTORY_PROBS = (0.0, 1.0, 0.0)
+NUM_REALLIKE, NUM_EVAL, VIEWS, EVAL_VIEWS = 32, 48, 6, 4
+STUDENT_STEPS, EVAL_EVERY = 1500, 250
 
 
 def render_data(data_dir: str) -> dict:
-    """Renders the three splits (disjoint scene indices) into array_record files."""
+    """Renders the held-out splits (seeds 1 and 2; training scenes use seed 0) into files."""
     import numpy as np
 
     from da3_jax.train.pseudo_label import sparsify_depth
-    from data_pipelines.sources import write_array_record
+    from data_pipelines.record import write_array_record
     from data_pipelines.synthetic.render import render_scene
     from data_pipelines.synthetic.scenes import SceneConfig
+    from experiments.configs.tiny_cpu import HW, TRAJECTORY_PROBS
 
     os.makedirs(data_dir, exist_ok=True)
     rng = np.random.default_rng(0)
     cfg = SceneConfig(trajectory_probs=TRAJECTORY_PROBS)
     splits = {
-        "synthetic_train": [render_scene(i, VIEWS, HW, HW, 0, cfg) for i in range(NUM_TRAIN)],
-        "reallike_sparse": [
+        "reallike_sparse": lambda: [
             sparsify_depth(render_scene(i, VIEWS, HW, HW, 1, cfg), rng)
             for i in range(NUM_REALLIKE)
         ],
-        "eval": [render_scene(i, 4, HW, HW, 2, cfg) for i in range(NUM_EVAL)],
+        "eval": lambda: [render_scene(i, EVAL_VIEWS, HW, HW, 2, cfg) for i in range(NUM_EVAL)],
     }
     paths = {}
     for name, recs in splits.items():
         paths[name] = os.path.join(data_dir, f"{name}.array_record")
         if not os.path.exists(paths[name]):
-            write_array_record(recs, paths[name])
+            write_array_record(recs(), paths[name])
     return paths
 
 
@@ -65,7 +67,39 @@ def stage_config(stage: str, workdir: str, steps: int = 0):
 
     arg = f"stage={stage},data={os.path.join(workdir, 'data')},steps={steps}," \
           f"teacher_workdir={os.path.join(workdir, 'teacher')}"
+    if stage == "student":
+        arg += f",eval_every={min(EVAL_EVERY, steps or STUDENT_STEPS)}"
     return tiny_cpu.get_config(arg)
+
+
+def plot_curves(student_dir: str, path: str) -> str:
+    """Learning curves of the student (``<student_dir>/tb/train_metrics.jsonl``) as a PNG:
+    training loss terms, and held-out delta1 / pose AUC@30 (camera decoder, ray map)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train, ev = [], []
+    with open(os.path.join(student_dir, "tb", "train_metrics.jsonl")) as f:
+        for line in f:
+            row = json.loads(line)
+            (ev if row["prefix"] == "eval" else train).append(row)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key in ("loss", "loss_depth", "loss_camera", "loss_ray"):
+        ax0.plot([r["step"] for r in train], [r[key] for r in train], label=key)
+    ax0.set(xlabel="step", ylabel="training loss (batch)", title="student training losses")
+    ax0.legend(fontsize=8)
+    for key, label in (("delta1", "delta1"), ("pose_auc30", "pose AUC@30 (camera decoder)"),
+                       ("ray_pose_auc30", "pose AUC@30 (ray map)"), ("pose_auc3", "pose AUC@3")):
+        ax1.plot([r["step"] for r in ev], [r[key] for r in ev], "o-", label=label)
+    ax1.set(xlabel="step", ylabel="held-out metric", title=f"held-out ({NUM_EVAL} scenes)",
+            ylim=(0, 1))
+    ax1.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def write_outputs(workdir: str, config, params, eval_path: str, timings: dict) -> dict:
@@ -86,8 +120,13 @@ def write_outputs(workdir: str, config, params, eval_path: str, timings: dict) -
     predict = jax.jit(lambda x: model.apply({"params": params}, x, ref_view_strategy="first"))
     student = evaluate.evaluate_records(predict, records)
     baseline = evaluate.evaluate_baseline(records)
+    chance = evaluate.evaluate_chance(records, draws=64)
     metrics = {"student": student["mean"], "baseline": baseline["mean"],
+               "chance": dict(chance["mean"], draws=chance["draws"],
+                              pose_auc30_p05=chance["p05"], pose_auc30_p95=chance["p95"]),
                "depth_alignment": "per-image median scale (pred * median(gt) / median(pred))",
+               "pose_sources": {"pose_*": "camera decoder (pose_enc)",
+                                "ray_pose_*": "ray map + ray_conf (use_ray_pose solver)"},
                "num_eval_scenes": len(records), "views_per_scene": records[0].num_views,
                "timings_s": timings}
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
@@ -117,35 +156,50 @@ def write_outputs(workdir: str, config, params, eval_path: str, timings: dict) -
     ply = os.path.join(workdir, "pointcloud_scene0.ply")
     trimesh.PointCloud(pts, colors=r.images.reshape(-1, 3)).export(ply)
 
-    s, b = metrics["student"], metrics["baseline"]
-    rows = "\n".join(
-        f"| {name} | {m['delta1']:.3f} | {m['abs_rel']:.3f} | {m['pose_auc3']:.3f} | "
-        f"{m['pose_auc30']:.3f} |" for name, m in (("student", s), ("baseline", b)))
+    curves = plot_curves(os.path.join(workdir, "student"), os.path.join(workdir,
+                                                                         "learning_curves.png"))
+    s, b, c = metrics["student"], metrics["baseline"], metrics["chance"]
+    rows = "\n".join([
+        f"| student, camera decoder | {s['delta1']:.3f} | {s['abs_rel']:.3f} | "
+        f"{s['pose_auc3']:.3f} | {s['pose_auc30']:.3f} |",
+        f"| student, ray map (`use_ray_pose`) | same | same | {s['ray_pose_auc3']:.3f} | "
+        f"{s['ray_pose_auc30']:.3f} |",
+        f"| baseline (constant depth, identity poses) | {b['delta1']:.3f} | {b['abs_rel']:.3f} | "
+        f"{b['pose_auc3']:.3f} | {b['pose_auc30']:.3f} |",
+        f"| chance (true rotations, random translation directions; {c['draws']} draws) | - | - | "
+        f"{c['pose_auc3']:.3f} | {c['pose_auc30']:.3f} (5-95 %: {c['pose_auc30_p05']:.3f}-"
+        f"{c['pose_auc30_p95']:.3f}) |",
+    ])
     report = f"""# da3_jax CPU demo
 
-Schedule: tiny monocular teacher (synthetic GT only, SSI loss on exp depth) -> pseudo-labels on
-a held-out 'real-like' split whose GT keeps 5 % of the pixels with 2 % noise and 10 % outliers
-(RANSAC scale/shift alignment) -> tiny multi-view DA3 student on synthetic GT + pseudo-labels.
+Schedule: tiny monocular teacher (on-the-fly synthetic scenes, SSI loss on exp depth) ->
+pseudo-labels on a held-out 'real-like' split whose GT keeps 5 % of the pixels with 2 % noise and
+10 % outliers (RANSAC scale/shift alignment; valid on the sensor's surface support only) -> tiny
+multi-view DA3 student on unlimited on-the-fly synthetic scenes + pseudo-labels, known cameras
+for a quarter of the samples (recipe: `experiments/configs/tiny_cpu.py`).
 
 Evaluation: {len(records)} held-out synthetic scenes x {records[0].num_views} views, 56x56
-('walk' camera paths, like the training scenes).
-Depth metrics after per-image **median scale alignment**; pose AUC over all view pairs (official
-protocol) on the poses of the camera decoder (`pose_enc`; not the ray-map solver). Baseline:
-constant depth and identity poses for every view.
+('walk' camera paths, like the training scenes). Depth metrics after per-image **median scale
+alignment**; pose AUC over all view pairs (official protocol: max of rotation and
+translation-direction error) on the poses of the camera decoder (`pose_enc`) and of the ray-map
+solver (`use_ray_pose`).
 
 | predictor | delta1 | abs_rel | pose AUC@3 | pose AUC@30 |
 |---|---|---|---|---|
 {rows}
 
+![learning curves]({os.path.basename(curves)})
+
 Timings (s): {json.dumps(timings)}
 
-Files: `metrics.json`, `depth_png/` (RGB | GT | prediction, same colour scale),
-`{os.path.basename(ply)}` (predicted depth + predicted cameras, scene 0).
+Files: `metrics.json`, `{os.path.basename(curves)}`, `depth_png/` (RGB | GT | prediction, same
+colour scale), `{os.path.basename(ply)}` (predicted depth + predicted cameras, scene 0).
 """
     with open(os.path.join(workdir, "report.md"), "w") as f:
         f.write(report)
     return {"metrics": os.path.join(workdir, "metrics.json"),
-            "report": os.path.join(workdir, "report.md"), "pngs": pngs, "ply": ply}
+            "report": os.path.join(workdir, "report.md"), "pngs": pngs, "ply": ply,
+            "curves": curves}
 
 
 def main(argv):
@@ -187,9 +241,9 @@ def main(argv):
                  if x.startswith("Timings (s):") else x for x in f.read().split("\n")]
     with open(out["report"], "w") as f:
         f.write("\n".join(lines))
-    print(json.dumps({"student": m["student"], "baseline": m["baseline"]}, indent=2))
+    print(json.dumps({k: m[k] for k in ("student", "baseline", "chance")}, indent=2))
     print(f"demo finished in {timings['total']:.0f} s")
-    for name in ("metrics", "report", "ply"):
+    for name in ("metrics", "report", "curves", "ply"):
         print(f"{name}: {out[name]}")
     print(f"depth PNGs: {os.path.dirname(out['pngs'][0])} ({len(out['pngs'])} files)")
 

@@ -13,6 +13,7 @@ Eval hook: ``evaluate.evaluate_records`` on ``config.data.eval`` records (studen
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from da3_jax.model import DA3, get_config
@@ -74,9 +75,32 @@ def _pretrained_fn(model, config):
     return load_pretrained
 
 
+def synthetic_source(cfg):
+    """On-the-fly procedural scenes from a ``config.data.synthetic`` block (or None if absent).
+
+    Fields: ``num_scenes`` (a large number = effectively unlimited data), ``num_views``,
+    ``hw`` (H, W), ``seed``, ``start_index``, ``trajectory_probs`` (orbit, walk, random; see
+    ``data_pipelines.synthetic.scenes.SceneConfig``). Rendering a 4-view 56x56 scene costs
+    ~10 ms of CPU, so the demo's student never sees a scene twice.
+    """
+    if not cfg:
+        return None
+    from data_pipelines.sources import SyntheticSource
+    from data_pipelines.synthetic.scenes import SceneConfig
+
+    scene_cfg = SceneConfig(trajectory_probs=tuple(cfg.get("trajectory_probs", (0.4, 0.3, 0.3))))
+    h, w = cfg.hw
+    return SyntheticSource(int(cfg.num_scenes), int(cfg.num_views), int(h), int(w),
+                           seed=int(cfg.seed), scene_config=scene_cfg,
+                           start_index=int(cfg.get("start_index", 0)))
+
+
 def _iter_fn(config):
-    """Fresh checkpointable iterator over ``config.data.train_sources`` (array_record files;
-    none: the pipeline's on-the-fly procedural scenes, ``pipeline.default_sources``).
+    """Fresh checkpointable iterator over ``config.data.train_sources`` (array_record files)
+    followed by the optional on-the-fly procedural source ``config.data.synthetic``
+    (``synthetic_source``); ``config.data.weights`` (one per source, in that order) mixes them.
+    With neither, the pipeline's default on-the-fly procedural scenes
+    (``pipeline.default_sources``) are used.
 
     Batches come from ``data_pipelines.pipeline`` (``config.data.pipeline`` = its
     ``PipelineConfig`` fields; ``batch_size`` and ``seed`` come from the top-level config).
@@ -90,7 +114,11 @@ def _iter_fn(config):
     pcfg.update(batch_size=per_host, seed=int(config.seed))
 
     def make():
-        sources = [ArrayRecordSceneSource(p) for p in d.train_sources] or None
+        sources = [ArrayRecordSceneSource(p) for p in d.get("train_sources", [])]
+        synth = synthetic_source(d.get("synthetic"))
+        if synth is not None:
+            sources.append(synth)
+        sources = sources or None
         weights = list(d.weights) if d.get("weights") else None
         return pipeline.make_train_iterator(pcfg, sources, weights)
 
@@ -110,13 +138,46 @@ def teacher_task(config) -> Task:
                 load_pretrained=_pretrained_fn(model, config))
 
 
+def _student_forward(model, pose_cond_frac: float):
+    """``forward(params, batch) -> outputs`` of the student.
+
+    The first ``round(pose_cond_frac * B)`` samples of each batch (a random subset: batches are
+    shuffled) give their known cameras to the camera encoder, as DA3 trains it; the network
+    estimates the cameras of the others. Known cameras are the batch's reference-frame w2c with
+    translations normalised as the inference API does (``normalize_input_extrinsics``). The two
+    groups run as two forward passes over the split batch (a ``lax.cond`` over whole batches
+    made the CPU step ~6x slower under ``grad``).
+    """
+    from da3_jax.model.da3 import normalize_input_extrinsics
+
+    def apply(params, images, ext=None, k=None):
+        return model.apply({"params": params}, images, ext, k, ref_view_strategy="first")
+
+    def forward(params, batch):
+        images = batch["images"]
+        posed = int(round(pose_cond_frac * images.shape[0]))
+        if posed == 0:
+            return apply(params, images)
+        ext = normalize_input_extrinsics(batch["extrinsics"][:posed])
+        out = apply(params, images[:posed], ext, batch["intrinsics"][:posed])
+        if posed == images.shape[0]:
+            return out
+        rest = apply(params, images[posed:])
+        return jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=0), out, rest)
+
+    return forward
+
+
 def student_task(config) -> Task:
+    """Multi-view student. ``config.pose_cond_frac`` (default 0): share of each batch's samples
+    that give their known cameras to the camera encoder (``_student_forward``)."""
     model = build_model(config)
     weights = losses.LossWeights.from_config(config.loss)
+    forward = _student_forward(model, float(config.get("pose_cond_frac", 0.0)))
 
     def loss_fn(params, batch, rng):
         del rng
-        out = model.apply({"params": params}, batch["images"], ref_view_strategy="first")
+        out = forward(params, batch)
         tgt = targets.make_targets(batch, out["ray"].shape[-3:-1])
         return losses.da3_loss(out, tgt, weights)
 

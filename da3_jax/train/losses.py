@@ -15,7 +15,8 @@ is the L1 norm over its channels (3 for directions, origins and points). Targets
 scene-normalised already (``targets.normalize_batch``), so the terms of different scenes are on one
 scale.
 
-Total (``da3_loss``): ``L = L_D + L_M + L_P + beta * L_C + alpha * L_grad``. The paper text does
+Total (``da3_loss``): ``L = L_D + L_M + L_P + beta * L_C + alpha * L_grad``; ``L_M`` is
+confidence-weighted by ``ray_conf`` like ``L_D`` by ``depth_conf``. The paper text does
 not give ``alpha, beta, lambda_c``; the defaults in ``LossWeights`` are our choice:
 ``lambda_c = 1.0`` (with ``c = 1 + exp(x) >= 1`` the optimum is ``c = max(1, lambda_c / |err|)``),
 ``beta = 1.0`` and ``alpha = 1.0``.
@@ -92,15 +93,25 @@ def gradient_loss(depth: jax.Array, target: jax.Array, mask: jax.Array) -> jax.A
     return _masked_mean(jnp.abs(gx), mx) + _masked_mean(jnp.abs(gy), my)
 
 
-def ray_loss(ray: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
+def ray_loss(
+    ray: jax.Array, target: jax.Array, mask: jax.Array, conf: jax.Array | None = None,
+    lambda_c: float = 1.0,
+) -> jax.Array:
     """L_M: per-pixel L1 over directions plus L1 over origins, averaged over valid pixels.
 
     Args: ``ray``, ``target`` ``[..., h, w, 6]`` (``[0:3]`` direction, ``[3:6]`` origin);
-    ``mask`` ``[..., h, w]`` (typically "this view's camera is known"). Returns a scalar.
+    ``mask`` ``[..., h, w]`` (typically "this view's camera is known"); ``conf`` ``[..., h, w]``
+    (> 0, the model's ``ray_conf``) or None. With ``conf`` the per-pixel error ``e`` becomes
+    ``c e - lambda_c log c``, the same aleatoric form as ``depth_conf_loss``, so ``ray_conf`` is
+    trained (optimum ``c = max(1, lambda_c / e)`` for DA3's ``c = 1 + exp(x)``) and the ray-map
+    pose solver (``use_ray_pose``) weighs rays by a learned confidence. Returns a scalar.
     """
     m = mask.astype(jnp.float32)
     err = jnp.abs(_clean(ray, m) - _clean(target, m))
     per_pixel = jnp.sum(err[..., 0:3], axis=-1) + jnp.sum(err[..., 3:6], axis=-1)
+    if conf is not None:
+        conf = _clean(conf, m, fill=1.0)
+        per_pixel = conf * per_pixel - lambda_c * jnp.log(conf)
     return _masked_mean(per_pixel, m)
 
 
@@ -171,7 +182,8 @@ def da3_loss(outputs: dict, targets: dict, weights: LossWeights) -> tuple[jax.Ar
     """Student loss ``L_D + L_M + L_P + beta L_C + alpha L_grad`` on normalised targets.
 
     ``outputs``: the DA3 model dict (``depth``, ``depth_conf``, ``ray``, ``pose_enc``);
-    ``targets``: ``train.targets.make_targets``. Ray and camera terms only count views whose
+    ``targets``: ``train.targets.make_targets``. With ``ray_conf`` in ``outputs`` the ray term is
+    confidence-weighted (``ray_loss``). Ray and camera terms only count views whose
     camera is known (``camera_valid``); the point term needs both a valid pixel and a known camera.
     Returns ``(total, {term: value})``.
     """
@@ -187,6 +199,7 @@ def da3_loss(outputs: dict, targets: dict, weights: LossWeights) -> tuple[jax.Ar
         "loss_ray": ray_loss(
             outputs["ray"], targets["ray"],
             jnp.broadcast_to(cam[..., None, None], cam.shape + tuple(ray_hw)),
+            outputs.get("ray_conf"), weights.lambda_c,
         ),
         "loss_camera": camera_loss(outputs["pose_enc"], targets["pose_enc"], cam),
     }

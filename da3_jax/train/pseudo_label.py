@@ -6,8 +6,10 @@ For every view of every record in ``config.data.label_sources`` (array_record of
      a dense depth map ``D_t`` for the single view;
   2. ``s, b`` = ``geometry.ransac_scale_shift(D_t, D_gt, valid_gt)``: robust fit of
      ``s D_t + b`` to the sparse GT (outliers rejected);
-  3. the pseudo-label ``s D_t + b`` is stored as dense depth (valid where it is > 0 and the
-     fit succeeded), ``depth_kind='pseudo_label'``, with provenance ``teacher_checkpoint``
+  3. the pseudo-label ``s D_t + b`` is stored as depth, valid only on the *measured surface
+     support* (``surface_support``: pixels within the sensor's sample spacing of a GT sample, so
+     sky / background, where a sensor returns nothing, stays invalid) where it is > 0 and the
+     fit succeeded; ``depth_kind='pseudo_label'``, with provenance ``teacher_checkpoint``
      (path + step), per image ``inliers`` (count), ``residual`` (mean |s D_t + b - D_gt| over the
      inliers, GT units) and ``scale`` / ``shift``.
 Output: ``config.data.output`` (array_record, ``data_pipelines.sources.write_array_record``).
@@ -52,6 +54,35 @@ def sparsify_depth(
     ).validate()
 
 
+def surface_support(sparse_valid: np.ndarray, coverage: float = 0.95) -> np.ndarray:
+    """Pixels near a sensor sample: bool ``[..., H, W]`` from the sparse GT mask ``[..., H, W]``.
+
+    A sensor returns samples on real surfaces only, so a pixel far from every sample is sky or
+    background. The radius is the distance within which a surface pixel has a sample with
+    probability ``coverage`` when samples fall uniformly on the surface at density ``rho``
+    (samples per surface pixel): ``r = sqrt(-ln(1 - coverage) / (pi rho))`` (r = 4.9 px at
+    rho = 0.04). ``rho`` is first taken over the whole image, then over the support that radius
+    gives (one refinement: sky-free images keep their radius, images with sky get a tighter one).
+    The mask may reach ``r`` pixels past a silhouette; images without samples get none.
+    """
+    from scipy import ndimage
+
+    sparse_valid = np.asarray(sparse_valid, bool)
+    hw = sparse_valid.shape[-2:]
+    flat = sparse_valid.reshape((-1,) + hw)
+    out = np.zeros_like(flat)
+    for i, m in enumerate(flat):
+        if not m.any():
+            continue
+        dist = ndimage.distance_transform_edt(~m)
+        support = np.ones(hw, bool)
+        for _ in range(2):
+            rho = m.sum() / support.sum()
+            support = dist <= np.sqrt(-np.log(1.0 - coverage) / (np.pi * rho))
+        out[i] = support
+    return out.reshape(sparse_valid.shape)
+
+
 def restore_params(workdir: str):
     """``(params, checkpoint_path)`` of the latest finalised checkpoint in ``workdir``."""
     from da3_jax.train import checkpoint as ckpt_lib
@@ -79,7 +110,7 @@ def label_record(predict, record: SceneRecord, key, teacher_ckpt: str, ransac) -
     depth = s[:, None, None] * pred + b[:, None, None]
     counts = inl.sum(axis=(1, 2))
     ok = (counts >= int(ransac.min_inliers)) & (s > 0)
-    valid = (depth > 0) & ok[:, None, None] & np.isfinite(depth)
+    valid = (depth > 0) & ok[:, None, None] & np.isfinite(depth) & surface_support(record.valid)
     resid = [float(np.abs(depth[i] - record.depth[i])[inl[i]].mean()) if counts[i] else -1.0
              for i in range(record.num_views)]
     return SceneRecord(

@@ -260,3 +260,21 @@ def test_view_window_reference_first_and_frame_order():
         assert len(set(frames)) == 3 and (np.abs(frames - frames[0]) <= 2).all()
         assert (np.diff(frames[1:]) > 0).all()
     assert len(refs) >= 4
+
+
+def test_reference_view_first_takes_consecutive_views_in_frame_order():
+    # _tiny: identity rotations, camera translation t_v = ext[v, :, 3]; in the reference frame
+    # view j's translation is t_j - t_ref, so the chosen frames can be read back.
+    rec = _tiny(3, n=6)
+    cfg = PipelineConfig(batch_size=1, image_hw=(14, 14), min_views=3, max_views=3,
+                         reference_view="first", zoom_range=(1.0, 1.0), photometric=False, **BASE)
+    t = rec.extrinsics[:, :, 3]
+    starts = set()
+    for b in _take(make_train_iterator(cfg, [InMemorySource([rec])]), 8):
+        rel = b["extrinsics"][0, :, :, 3]
+        start = int(np.argmin(np.abs(t[:4] + rel[1] - t[1:5]).sum(-1)))  # t_j = rel_j + t_ref
+        starts.add(start)
+        np.testing.assert_allclose(rel, t[start:start + 3] - t[start], atol=1e-5)
+    assert len(starts) > 1
+    with pytest.raises(ValueError, match="reference_view"):
+        PipelineConfig(reference_view="middle")

@@ -151,6 +151,19 @@ def test_targets_match_float64_reference():
     np.testing.assert_allclose(tg["ray"][..., 3:], _np_points(0 * ones, e_n, k_half), atol=1e-5)
 
 
+def test_ray_loss_with_confidence_matches_float64_and_trains_conf():
+    rng = np.random.default_rng(3)
+    ray, tgt = rng.normal(size=(2, 3, 4, 6)), rng.normal(size=(2, 3, 4, 6))
+    conf = 1.0 + np.exp(rng.normal(size=(2, 3, 4)))
+    m = rng.random((2, 3, 4)) > 0.4
+    err = np.abs(ray - tgt).sum(-1)
+    want = (conf * err - 0.7 * np.log(conf))[m].mean()
+    got = losses.ray_loss(ray, tgt, m, jnp.asarray(conf), lambda_c=0.7)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    g = jax.grad(lambda c: losses.ray_loss(ray, tgt, m, c, lambda_c=0.7))(jnp.asarray(conf))
+    np.testing.assert_allclose(g, np.where(m, err - 0.7 / conf, 0) / m.sum(), rtol=1e-4, atol=1e-7)
+
+
 def test_da3_loss_zero_at_perfect_prediction_and_positive_otherwise():
     from da3_jax.train import targets
 

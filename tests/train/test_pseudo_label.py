@@ -43,3 +43,27 @@ def test_label_record_recovers_dense_depth_from_affine_teacher():
     m = rec.valid & out.valid
     assert m.sum() > 0.9 * rec.valid.sum()
     assert np.median(np.abs(out.depth[m] / rec.depth[m] - 1)) < 0.02
+
+
+def test_pseudo_labels_valid_on_surfaces_only():
+    # Object scenes: a third of the pixels is sky (invalid GT). The sensor samples surfaces only,
+    # so pseudo-labels may be valid near samples but must leave (almost all) sky invalid.
+    from data_pipelines.synthetic.scenes import SceneConfig
+
+    rec = render_scene(4, 3, 56, 56, seed=1, cfg=SceneConfig(room_prob=0.0))
+    sky = ~rec.valid
+    assert sky.mean() > 0.15
+    sparse = pseudo_label.sparsify_depth(rec, np.random.default_rng(2))
+
+    def teacher(x):  # a perfect relative-depth teacher that predicts something in the sky too
+        i = teacher.calls
+        teacher.calls += 1
+        return np.where(rec.valid[i], rec.depth[i], 50.0)[None, None]
+
+    teacher.calls = 0
+    ransac = ml_collections.ConfigDict(dict(num_iters=64, threshold=None, min_inliers=8))
+    out = pseudo_label.label_record(teacher, sparse, jax.random.PRNGKey(0), "ckpt/1", ransac)
+    assert (out.valid & sky).sum() < 0.2 * sky.sum()  # was: every sky pixel valid
+    assert (out.valid & rec.valid).sum() > 0.9 * rec.valid.sum()
+    support = pseudo_label.surface_support(sparse.valid)
+    assert not (out.valid & ~support).any()
