@@ -21,10 +21,13 @@ from da3_jax.train.tasks import Task
 
 
 def model_config(config) -> ml_collections.ConfigDict:
-    """The model ConfigDict: the named DA3 config with ``config.model.overrides`` applied."""
+    """The model ConfigDict: the named DA3 config with ``config.model.overrides`` applied,
+    and ``config.model.targets`` (the prediction-target ablation, when set) on top."""
     mc = get_config(config.model.name)
     for k, v in dict(config.model.get("overrides", {})).items():
         mc[k] = tuple(v) if isinstance(v, list) else v
+    if config.model.get("targets"):
+        mc.targets = config.model.targets
     return mc
 
 
@@ -69,7 +72,9 @@ def _init_fn(model, config):
 
 
 def _iter_fn(config):
-    """Fresh checkpointable iterator over ``config.data.train_sources`` (array_record files).
+    """Fresh checkpointable iterator over ``config.data.train_sources`` (array_record files);
+    with no train sources, the on-the-fly procedural scenes of the pipeline's ``synthetic_*``
+    fields (``data_pipelines.pipeline.default_sources``).
 
     Batches come from ``data_pipelines.pipeline`` (``config.data.pipeline`` = its
     ``PipelineConfig`` fields; ``batch_size`` and ``seed`` come from the top-level config).
@@ -83,8 +88,8 @@ def _iter_fn(config):
     pcfg.update(batch_size=per_host, seed=int(config.seed))
 
     def make():
-        sources = [ArrayRecordSceneSource(p) for p in d.train_sources]
-        weights = list(d.weights) if d.get("weights") else None
+        sources = [ArrayRecordSceneSource(p) for p in d.get("train_sources") or []] or None
+        weights = list(d.weights) if d.get("weights") and sources else None
         return pipeline.make_train_iterator(pcfg, sources, weights)
 
     return make
@@ -109,7 +114,9 @@ def student_task(config) -> Task:
     def loss_fn(params, batch, rng):
         del rng
         out = model.apply({"params": params}, batch["images"], ref_view_strategy="first")
-        tgt = targets.make_targets(batch, out["ray"].shape[-3:-1])
+        # Ray targets at the ray head's grid (unused when the targets have no ray map).
+        ray_hw = (out["ray"] if "ray" in out else out["depth"][..., None]).shape[-3:-1]
+        tgt = targets.make_targets(batch, ray_hw)
         return losses.da3_loss(out, tgt, weights)
 
     eval_fn = None
