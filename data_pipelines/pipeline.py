@@ -110,6 +110,7 @@ class PipelineConfig:
     synthetic_num_views: int = 8
     synthetic_hw: tuple[int, int] = (224, 224)
     synthetic_seed: int = 0
+    synthetic_trajectory_probs: tuple[float, float, float] | None = None  # None: SceneConfig's
 
     def __post_init__(self):
         transforms.check_target_hw(self.image_hw)
@@ -134,8 +135,8 @@ class PipelineConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"PipelineConfig: unknown field(s) {unknown}")
-        for k in ("image_hw", "zoom_range", "synthetic_hw"):
-            if k in d:
+        for k in ("image_hw", "zoom_range", "synthetic_hw", "synthetic_trajectory_probs"):
+            if d.get(k) is not None:
                 d[k] = tuple(d[k])
         return cls(**d)
 
@@ -336,10 +337,14 @@ def _process_shard(cfg: PipelineConfig) -> tuple[int, int]:
 def default_sources(cfg: PipelineConfig):
     """The embedded procedural dataset described by cfg.synthetic_* (one source)."""
     from data_pipelines.sources import SyntheticSource
+    from data_pipelines.synthetic.scenes import SceneConfig
 
     h, w = cfg.synthetic_hw
+    scene_cfg = None
+    if cfg.synthetic_trajectory_probs is not None:
+        scene_cfg = SceneConfig(trajectory_probs=cfg.synthetic_trajectory_probs)
     return [SyntheticSource(cfg.synthetic_num_scenes, cfg.synthetic_num_views, h, w,
-                            cfg.synthetic_seed)]
+                            cfg.synthetic_seed, scene_cfg)]
 
 
 def make_dataset(config, sources=None, weights=None) -> grain.IterDataset:

@@ -7,7 +7,7 @@ Ray maps: ``ray[..., 0:3]`` = unnormalised world direction ``R^T K^{-1} [u, v, 1
 ``ray[..., 3:6]`` = camera centre (official channel order).
 
 Modules: :mod:`.rotation`, :mod:`.cameras`, :mod:`.pose_encoding`, :mod:`.ray_solver`,
-:mod:`.align`, :mod:`.checks`.
+:mod:`.align`, :mod:`.checks`, :mod:`.point_rays`.
 """
 
 from da3_jax.geometry.align import (
@@ -43,6 +43,7 @@ from da3_jax.geometry.checks import (
     check_intrinsics,
     check_trailing_shape,
 )
+from da3_jax.geometry.point_rays import rays_from_points
 from da3_jax.geometry.pose_encoding import decode_pose, encode_pose
 from da3_jax.geometry.ray_solver import rays_to_camera
 from da3_jax.geometry.rotation import (
@@ -81,6 +82,7 @@ __all__ = [
     "points_from_depth_rays",
     "project",
     "quat_to_rotmat",
+    "rays_from_points",
     "relative_rotation_angle",
     "rescale_intrinsics",
     "rotmat_to_quat",

@@ -19,6 +19,13 @@ field so scaling studies can vary it (DA3-official.md §1.1 gives the official v
   head              'dualdpt' or 'dpt'; head_features, head_out_channels, head_use_sky.
   cam_enc, cam_dec  camera encoder / decoder present; cam_enc_heads (16 for every official
                     variant), cam_enc_depth (4).
+  targets           the prediction targets (the paper's ablation, one of `TARGETS`); it sets the
+                    DualDPT second branch and whether the camera decoder is built
+                    (`target_parts`): 'depth_ray_cam' (default: every official any-view model,
+                    ray map + camera decoder), 'depth_ray' (DA3's minimal set: ray map, no
+                    camera decoder), 'depth_cam' (no second branch, camera decoder only),
+                    'depth_point' (the second branch predicts a world point map + confidence, no
+                    camera decoder). The training loss follows the outputs (`train.losses`).
   gs_head           Gaussian head present (giant; parameters only, see the heads module).
   attention_impl    passed to `da3_jax.parallel.attention.dot_product_attention` ("auto":
                     the fastest exact linear-memory kernel of the backend).
@@ -36,6 +43,8 @@ field so scaling studies can vary it (DA3-official.md §1.1 gives the official v
 from __future__ import annotations
 
 import ml_collections
+
+TARGETS = ("depth_ray_cam", "depth_ray", "depth_cam", "depth_point")
 
 NAMES = (
     "da3-tiny",
@@ -85,6 +94,7 @@ def _base(vit: str) -> ml_collections.ConfigDict:
     c.cam_dec = True
     c.cam_enc_heads = 16
     c.cam_enc_depth = 4
+    c.targets = "depth_ray_cam"
     c.gs_head = False
     c.attention_impl = "auto"
     c.dtype = "float32"
@@ -166,6 +176,21 @@ def head_dim_in(config: ml_collections.ConfigDict) -> int:
     return config.embed_dim * (2 if config.cat_token else 1)
 
 
+def target_parts(config: ml_collections.ConfigDict) -> tuple[str | None, bool]:
+    """``(second_branch, camera_decoder)`` of an any-view config's ``targets``.
+
+    ``second_branch`` is the DualDPT aux output: ``'ray'``, ``'point'`` or None (no branch);
+    ``camera_decoder`` is True when the camera decoder is built (``cam_dec`` and a target with
+    ``cam``). Configs without the field (older JSON) mean ``'depth_ray_cam'``.
+    """
+    targets = config.get("targets", "depth_ray_cam")
+    if targets not in TARGETS:
+        raise ValueError(f"config.targets={targets!r}; expected one of {TARGETS}")
+    branch = {"depth_ray_cam": "ray", "depth_ray": "ray", "depth_cam": None,
+              "depth_point": "point"}[targets]
+    return branch, bool(config.cam_dec) and targets.endswith("cam")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raise ValueError when the schedule fields are inconsistent."""
     if config.kind == "nested":
@@ -187,5 +212,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.head={config.head!r}; expected 'dualdpt' or 'dpt'")
     if config.rope_start != -1 and (config.embed_dim // config.num_heads) % 4:
         raise ValueError("2D RoPE needs a head dim divisible by 4")
+    _, camera = target_parts(config)
+    if config.get("targets", "depth_ray_cam") == "depth_cam" and not camera:
+        raise ValueError("config.targets='depth_cam' needs the camera decoder (cam_dec=True)")
+    if config.get("targets", "depth_ray_cam") != "depth_ray_cam" and config.head != "dualdpt":
+        raise ValueError(f"config.targets={config.targets!r} needs head='dualdpt'")
     if config.cam_enc and config.alt_start == -1:
         raise ValueError("config.cam_enc needs alternating attention (alt_start != -1)")

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import PartitionSpec as P
 
-from da3_jax.geometry import decode_pose, rays_to_camera
+from da3_jax.geometry import decode_pose, rays_from_points, rays_to_camera
 from da3_jax.model import configs as configs_lib
 from da3_jax.model import dpt
 from da3_jax.model.camera import CameraDec, CameraEnc
@@ -52,6 +52,11 @@ class DA3(nn.Module):
       pose_enc [B,N,9] (camera decoder), extrinsics [B,N,3,4] (w2c), intrinsics [B,N,3,3].
       With use_ray_pose the cameras come from the ray map (`geometry.rays_to_camera`,
       method 'official'); otherwise from the camera decoder (principal point at the centre).
+      `config.targets` (the prediction-target ablation, `configs.target_parts`) removes
+      outputs: 'depth_ray' has no camera decoder (no pose_enc; cameras from the ray map),
+      'depth_cam' no ray map (ray, ray_conf), and 'depth_point' has neither but points
+      [B,N,H,W,3] and point_conf [B,N,H,W] (world frame), with cameras fitted to the point map
+      (`geometry.rays_from_points`, then `rays_to_camera` method 'exact').
       Input cameras (extrinsics [B,N,3|4,4] w2c and intrinsics) condition the backbone through
       the camera encoder; view 0 is then the reference and no reference selection runs.
       infer_gs (giant): adds the raw GS-DPT outputs raw_gs [B,N,H,W,37] and raw_gs_conf
@@ -97,9 +102,10 @@ class DA3(nn.Module):
             )
         self.backbone = Backbone(cfg)
         dim_in = configs_lib.head_dim_in(cfg)
+        second, camera = configs_lib.target_parts(cfg)
         if cfg.head == "dualdpt":
             self.head = dpt.DualDPT(
-                dim_in, cfg.head_features, tuple(cfg.head_out_channels), cfg.patch_size
+                dim_in, cfg.head_features, tuple(cfg.head_out_channels), cfg.patch_size, second
             )
         else:
             self.head = dpt.DPT(
@@ -110,7 +116,7 @@ class DA3(nn.Module):
                 use_sky_head=cfg.head_use_sky,
                 patch_size=cfg.patch_size,
             )
-        if cfg.cam_dec:
+        if camera:
             self.cam_dec = CameraDec()
         if cfg.gs_head:
             self.gs_head = GSDPT(
@@ -198,11 +204,16 @@ class DA3(nn.Module):
         tokens = [f.reshape(b * m, f.shape[2], f.shape[3]) for f, _ in feats]
         raw = self.head(tokens, (h, w))
         out = {k: v.reshape((b, m) + v.shape[1:]) for k, v in raw.items()}
-        if cfg.cam_dec:
+        if configs_lib.target_parts(cfg)[1]:
             pose_enc = self.cam_dec(feats[-1][1])
             out["pose_enc"] = pose_enc
             out["extrinsics"], out["intrinsics"] = decode_pose(pose_enc, (h, w))
-        if use_ray_pose:
+        elif "points" in out:  # 'depth_point': cameras fitted to the point map
+            rays = rays_from_points(out["points"], out["depth"], out["point_conf"])
+            out["extrinsics"], out["intrinsics"] = rays_to_camera(
+                rays, out["point_conf"], (h, w), method="exact"
+            )
+        if use_ray_pose or cfg.get("targets") == "depth_ray":
             if "ray" not in out:
                 raise ValueError(f"use_ray_pose=True needs a ray head; {cfg.name} has none")
             out["extrinsics"], out["intrinsics"] = ray_pose(out["ray"], out["ray_conf"], (h, w))

@@ -45,13 +45,13 @@ class _DualScratch(nn.Module):
     """`head.scratch` of DualDPT: fusion chains, output convs (params under `scratch/`)."""
 
     features: int
+    aux_channels: int = 7  # 7: ray (6) + conf; 4: point map (3) + conf; 0: no aux branch
 
     @nn.compact
     def __call__(self, levels, image_hw):
         f = self.features
         rn = scratch_layers_rn(levels, f)
         main = fusion_chain(rn, f)
-        aux = fusion_chain(rn, f, suffix="_aux")
         ph8, pw8 = main.shape[1:3]
 
         # Main (depth) branch: conv1 at 8ph x 8pw, resize to the image size, +UV, conv2.
@@ -61,14 +61,17 @@ class _DualScratch(nn.Module):
         main = add_uv_pos_embed(main, image_hw)
         main = conv(HEAD_FEATURES_2, 3, "output_conv2_0")(main)
         main = conv(2, 1, "output_conv2_2")(nn.relu(main))
+        if not self.aux_channels:
+            return main, None
 
         # Aux (ray) branch, last level only: 5 linear convs, +UV, conv, LN(32), ReLU, 1x1 -> 7.
+        aux = fusion_chain(rn, f, suffix="_aux")
         for k in range(5):
             aux = conv(f // 2 if k % 2 == 0 else f, 3, f"output_conv1_aux_3_{k}")(aux)
         aux = add_uv_pos_embed(aux, image_hw)
         aux = conv(HEAD_FEATURES_2, 3, "output_conv2_aux_3_0")(aux)
         aux = nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, name="output_conv2_aux_3_2")(aux)
-        aux = conv(7, 1, "output_conv2_aux_3_5")(nn.relu(aux))
+        aux = conv(self.aux_channels, 1, "output_conv2_aux_3_5")(nn.relu(aux))
         return main, aux
 
 
@@ -80,17 +83,24 @@ class DualDPT(nn.Module):
       features: fusion width F (64 small, 128 base, 256 large/giant).
       out_channels: C_0..C_3 of the 4 pyramid levels.
       patch_size: 14.
+      second: what the second (aux) branch predicts (`configs.target_parts`): 'ray' (official),
+        'point' (a world point map, the 'depth_point' ablation; same layers, 4 output channels)
+        or None (no second branch: 'depth_cam').
 
     `__call__(feats, image_hw)` returns a dict of float32 arrays:
-      `depth [BN, H, W]` = exp(c0), `depth_conf [BN, H, W]` = exp(c1) + 1,
-      `ray [BN, 8ph, 8pw, 6]` (linear; [..., 0:3] direction, [..., 3:6] origin),
-      `ray_conf [BN, 8ph, 8pw]` = exp(c6) + 1.
+      `depth [BN, H, W]` = exp(c0), `depth_conf [BN, H, W]` = exp(c1) + 1;
+      second='ray': `ray [BN, 8ph, 8pw, 6]` (linear; [..., 0:3] direction, [..., 3:6] origin),
+      `ray_conf [BN, 8ph, 8pw]` = exp(c6) + 1;
+      second='point': `points [BN, H, W, 3]` (linear, world frame = the reference view's
+      camera frame; align-corners resize of the 8ph x 8pw branch output to the image size) and
+      `point_conf [BN, H, W]` = exp(c3) + 1.
     """
 
     dim_in: int
     features: int
     out_channels: Sequence[int]
     patch_size: int = 14
+    second: str | None = "ray"
 
     @nn.compact
     def __call__(self, feats, image_hw):
@@ -98,13 +108,19 @@ class DualDPT(nn.Module):
         levels = reassemble(
             feats, image_hw, self.out_channels, self.patch_size, use_norm=True, pos_embed=True
         )
-        main, aux = _DualScratch(self.features, name="scratch")(levels, image_hw)
-        return {
-            "depth": jnp.exp(main[..., 0]),
-            "depth_conf": _expp1(main[..., 1]),
-            "ray": aux[..., :6],
-            "ray_conf": _expp1(aux[..., 6]),
-        }
+        channels = {"ray": 7, "point": 4, None: 0}
+        if self.second not in channels:
+            raise ValueError(f"DualDPT.second={self.second!r}; expected 'ray', 'point' or None")
+        main, aux = _DualScratch(self.features, channels[self.second], name="scratch")(
+            levels, image_hw
+        )
+        out = {"depth": jnp.exp(main[..., 0]), "depth_conf": _expp1(main[..., 1])}
+        if self.second == "ray":
+            out.update(ray=aux[..., :6], ray_conf=_expp1(aux[..., 6]))
+        elif self.second == "point":
+            aux = bilinear_resize_align_corners(aux, main.shape[1:3])
+            out.update(points=aux[..., :3], point_conf=_expp1(aux[..., 3]))
+        return out
 
 
 class DPTScratch(nn.Module):

@@ -22,10 +22,13 @@ from da3_jax.train.task import Task
 
 
 def model_config(config) -> ml_collections.ConfigDict:
-    """The model ConfigDict: the named DA3 config with ``config.model.overrides`` applied."""
+    """The model ConfigDict: the named DA3 config with ``config.model.overrides`` applied,
+    and ``config.model.targets`` (the prediction-target ablation, when set) on top."""
     mc = get_config(config.model.name)
     for k, v in dict(config.model.get("overrides", {})).items():
         mc[k] = tuple(v) if isinstance(v, list) else v
+    if config.model.get("targets"):
+        mc.targets = config.model.targets
     return mc
 
 
@@ -178,7 +181,9 @@ def student_task(config) -> Task:
     def loss_fn(params, batch, rng):
         del rng
         out = forward(params, batch)
-        tgt = targets.make_targets(batch, out["ray"].shape[-3:-1])
+        # Ray targets at the ray head's grid (unused when the targets have no ray map).
+        ray_hw = (out["ray"] if "ray" in out else out["depth"][..., None]).shape[-3:-1]
+        tgt = targets.make_targets(batch, ray_hw)
         return losses.da3_loss(out, tgt, weights)
 
     eval_fn = None

@@ -178,6 +178,20 @@ def ssi_exp_depth_loss(
     return jnp.sum(jnp.where(ok > 0, per_image, 0.0)) / jnp.maximum(jnp.sum(ok), 1.0)
 
 
+def point_map_loss(
+    points: jax.Array, conf: jax.Array, target: jax.Array, mask: jax.Array, lambda_c: float = 1.0
+) -> jax.Array:
+    """Confidence-aware L1 on a predicted point map (the 'depth_point' ablation's second branch).
+
+    ``mean_valid(c ||P̂ - P||_1 - lambda_c log c)``, the point-map analogue of ``depth_conf_loss``.
+    Args: ``points``, ``target`` ``[..., H, W, 3]``; ``conf`` (> 0), ``mask`` ``[..., H, W]``.
+    """
+    m = mask.astype(jnp.float32)
+    err = jnp.sum(jnp.abs(_clean(points, m) - _clean(target, m)), axis=-1)
+    conf = _clean(conf, m, fill=1.0)
+    return _masked_mean(conf * err - lambda_c * jnp.log(conf), m)
+
+
 def da3_loss(outputs: dict, targets: dict, weights: LossWeights) -> tuple[jax.Array, dict]:
     """Student loss ``L_D + L_M + L_P + beta L_C + alpha L_grad`` on normalised targets.
 
@@ -185,34 +199,41 @@ def da3_loss(outputs: dict, targets: dict, weights: LossWeights) -> tuple[jax.Ar
     ``targets``: ``train.targets.make_targets``. With ``ray_conf`` in ``outputs`` the ray term is
     confidence-weighted (``ray_loss``). Ray and camera terms only count views whose
     camera is known (``camera_valid``); the point term needs both a valid pixel and a known camera.
-    Returns ``(total, {term: value})``.
+    The terms follow the model's prediction targets (``model.configs.target_parts``): without a
+    ``ray`` output there is no L_M and no depth x ray L_P; without ``pose_enc`` no L_C; a
+    ``points`` output (point-map target) adds ``point_map_loss`` as L_P (weight ``point``).
+    Returns ``(total, {term: value})`` with only the active terms.
     """
     depth, valid = targets["depth"], targets["valid"]
     cam = targets["camera_valid"]
     hw = depth.shape[-2:]
-    ray_hw = outputs["ray"].shape[-3:-1]
     terms = {
         "loss_depth": depth_conf_loss(
             outputs["depth"], outputs["depth_conf"], depth, valid, weights.lambda_c
         ),
         "loss_grad": gradient_loss(outputs["depth"], depth, valid),
-        "loss_ray": ray_loss(
+    }
+    total = terms["loss_depth"] + weights.alpha * terms["loss_grad"]
+    if "ray" in outputs:
+        ray_hw = outputs["ray"].shape[-3:-1]
+        terms["loss_ray"] = ray_loss(
             outputs["ray"], targets["ray"],
             jnp.broadcast_to(cam[..., None, None], cam.shape + tuple(ray_hw)),
             outputs.get("ray_conf"), weights.lambda_c,
-        ),
-        "loss_camera": camera_loss(outputs["pose_enc"], targets["pose_enc"], cam),
-    }
-    ray_full = resize_rays(outputs["ray"], hw)
-    points = geometry.points_from_depth_rays(
-        outputs["depth"], ray_full[..., 3:6], ray_full[..., 0:3]
-    )
-    terms["loss_point"] = point_loss(points, targets["points"], valid & cam[..., None, None])
-    total = (
-        terms["loss_depth"]
-        + weights.ray * terms["loss_ray"]
-        + weights.point * terms["loss_point"]
-        + weights.beta * terms["loss_camera"]
-        + weights.alpha * terms["loss_grad"]
-    )
+        )
+        ray_full = resize_rays(outputs["ray"], hw)
+        points = geometry.points_from_depth_rays(
+            outputs["depth"], ray_full[..., 3:6], ray_full[..., 0:3]
+        )
+        terms["loss_point"] = point_loss(points, targets["points"], valid & cam[..., None, None])
+        total = total + weights.ray * terms["loss_ray"] + weights.point * terms["loss_point"]
+    if "points" in outputs:
+        terms["loss_point"] = point_map_loss(
+            outputs["points"], outputs["point_conf"], targets["points"],
+            valid & cam[..., None, None], weights.lambda_c,
+        )
+        total = total + weights.point * terms["loss_point"]
+    if "pose_enc" in outputs:
+        terms["loss_camera"] = camera_loss(outputs["pose_enc"], targets["pose_enc"], cam)
+        total = total + weights.beta * terms["loss_camera"]
     return total, terms
