@@ -5,13 +5,16 @@
                   [--max-views-per-device N] [--max-views N] [--ref-view-strategy S]
                   [--use-ray-pose] [--model-name NAME] [--conf-thresh-percentile 40]
                   [--num-max-points 1000000] [--infer-gs]
+                  [--streaming [--chunk 120] [--overlap 60] [--loop-closure]]
   da3-jax info CKPT [--model-name NAME]
   da3-jax render INPUT --checkpoint CKPT --out DIR [--trajectory smooth|interpolate|wander|
                  dolly_zoom] (novel-view video of a GS model; see da3_jax.infer.render_cmd)
 
 INPUT is an image, a folder of images, a video (frames sampled at --fps with imageio-ffmpeg)
 or a COLMAP folder (``images/`` + ``sparse/0`` or ``sparse/``; its cameras condition the model
-and the outputs are aligned back to them). CKPT is a converted orbax folder
+and the outputs are aligned back to them). With --streaming the frames are read on demand and
+run in overlapping chunks (`da3_jax.infer.streaming`); exports then cover the whole sequence at
+a stride that keeps --num-max-points bounded. CKPT is a converted orbax folder
 (``python -m da3_jax.convert``), an official ``model.safetensors`` or a training checkpoint
 (with --model-name). Export formats are validated before the model is loaded. Exit status:
 0 on success, 1 on bad input / a failed export (the reason goes to stderr), 2 on usage errors.
@@ -71,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--model-name", default=None, help="variant, for training checkpoints")
     pr.add_argument("--conf-thresh-percentile", type=float, default=40.0)
     pr.add_argument("--num-max-points", type=int, default=1_000_000)
+    st = pr.add_argument_group("streaming (long videos / many frames, bounded memory)")
+    st.add_argument("--streaming", action="store_true",
+                    help="overlapping chunks aligned by Sim(3); per-chunk results in "
+                         "OUT/streaming/ (a killed run resumes there)")
+    st.add_argument("--chunk", type=int, default=120, help="frames per chunk (default 120)")
+    st.add_argument("--overlap", type=int, default=60, help="frames shared by consecutive "
+                    "chunks (default 60)")
+    st.add_argument("--loop-closure", action="store_true",
+                    help="detect revisits and optimise the Sim(3) pose graph of the chunks")
     info = sub.add_parser("info", help="print variant, parameter count and devices")
     info.add_argument("checkpoint")
     info.add_argument("--model-name", default=None)
@@ -164,6 +176,77 @@ def write_exports(pred, formats, out_dir: str, conf_thresh_percentile: float,
     return 1 if failed else 0
 
 
+def _memory_mb() -> tuple[float, float]:
+    """(current, peak) resident memory of this process in MiB."""
+    import resource
+
+    with open("/proc/self/statm") as f:
+        current = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _predict_streaming(args, formats) -> int:
+    from tqdm import tqdm
+
+    from da3_jax.infer import io as io_lib
+    from da3_jax.infer import streaming
+
+    if args.infer_gs or "gs_ply" in formats:
+        raise ValueError("--streaming does not predict Gaussians (--infer-gs / gs_ply)")
+    config = streaming.StreamingConfig(chunk=args.chunk, overlap=args.overlap,
+                                       loop_closure=args.loop_closure)
+    try:
+        config.validate()
+    except ValueError as e:
+        raise ValueError(f"--chunk/--overlap: {e}") from e
+    ext = k = None
+    if io_lib.detect_kind(args.input) == "colmap":
+        inputs = io_lib.collect_inputs(args.input)
+        n = len(inputs.images) if args.max_views is None else min(args.max_views,
+                                                                  len(inputs.images))
+        source = io_lib.FrameSource.from_list(inputs.images[:n], inputs.names[:n], "colmap")
+        ext, k = inputs.extrinsics[:n], inputs.intrinsics[:n]
+    else:
+        source = io_lib.open_frames(args.input, fps=args.fps, max_frames=args.max_views)
+    io_lib.check_image_size(source[0].shape[:2], args.process_res, args.process_res_method,
+                            name=source.names[0])
+    print(f"input: {source.kind}, {len(source)} frame(s), streaming in chunks of "
+          f"{min(args.chunk, len(source))} (overlap {args.overlap})", file=sys.stderr)
+    predictor = load_predictor(args.checkpoint, args.model_name, args.max_views_per_device)
+    chunks = streaming.NetworkChunks(
+        predictor, source, ext, k, process_res=args.process_res,
+        process_res_method=args.process_res_method, ref_view_strategy=args.ref_view_strategy,
+        use_ray_pose=args.use_ray_pose, align_to_input_scale=not args.no_align_to_input_scale)
+    fingerprint = dict(input=os.path.abspath(args.input), fps=args.fps,
+                       max_views=args.max_views, checkpoint=os.path.abspath(args.checkpoint),
+                       model=args.model_name, process_res=args.process_res,
+                       method=args.process_res_method, ref_view_strategy=args.ref_view_strategy,
+                       use_ray_pose=args.use_ray_pose)
+    run = streaming.StreamingRun(os.path.join(args.out, "streaming"), len(source), chunks,
+                                 config, fingerprint, posed=ext is not None)
+    done = run.load_state()["done"]
+    bar = tqdm(total=len(source), unit="frame", desc="streaming", file=sys.stderr)
+    if done:
+        bar.update(run.ranges[done - 1][1])
+        bar.write(f"resuming after chunk {done} of {len(run.ranges)}", file=sys.stderr)
+    t0, first = time.time(), bar.n
+
+    def progress(frames_done: int, _chunk: int) -> None:
+        bar.update(frames_done - bar.n)
+        cur, peak = _memory_mb()
+        rate = (frames_done - first) / max(time.time() - t0, 1e-9)
+        bar.set_postfix_str(f"{rate:.2f} frames/s, rss {cur:.0f} MiB (peak {peak:.0f})")
+
+    result = run.run(progress=progress)
+    bar.close()
+    used = sum(lp["used"] for lp in result.loops)
+    print(f"streaming: {len(run.ranges)} chunk(s), {used} loop(s) closed, "
+          f"{time.time() - t0:.1f}s", file=sys.stderr)
+    pred = streaming.decimated_prediction(result, 4 * args.num_max_points, source.names)
+    return write_exports(pred, formats, args.out, args.conf_thresh_percentile,
+                         args.num_max_points)
+
+
 def _predict(args) -> int:
     from da3_jax.infer import io as io_lib
     from da3_jax.infer.export import parse_formats
@@ -172,6 +255,8 @@ def _predict(args) -> int:
     if args.max_views_per_device is not None and args.max_views_per_device < 1:
         raise ValueError("--max-views-per-device must be >= 1")
     check_paths(args)
+    if args.streaming:
+        return _predict_streaming(args, formats)
     inputs = io_lib.collect_inputs(args.input, fps=args.fps, max_frames=args.max_views)
     if args.max_views is not None:
         inputs.images = inputs.images[: args.max_views]

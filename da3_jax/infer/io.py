@@ -322,6 +322,95 @@ def read_colmap_folder(folder: str) -> InputSet:
                     intrinsics=np.stack(ks).astype(np.float64))
 
 
+class FrameSource:
+    """Frames of a command-line INPUT read on demand (streaming: memory does not grow with the
+    sequence). ``len(src)`` frames, ``src[i]`` -> uint8 RGB ``[H, W, 3]``, ``src.names[i]``.
+
+    Folders and single images read one file per access (`read_image`); videos keep one
+    imageio-ffmpeg reader open and decode forward, re-opening it to seek backwards (frames are
+    sampled at ``fps`` as `read_video`); in-memory lists are indexed.
+    """
+
+    def __init__(self, kind: str, names: list, reader, count: int):
+        self.kind, self.names, self._reader, self._count = kind, names, reader, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not 0 <= int(i) < self._count:
+            raise IndexError(f"frame {i} out of range [0, {self._count})")
+        return self._reader(int(i))
+
+    @classmethod
+    def from_list(cls, images: list, names: list | None = None, kind: str = "list"):
+        names = names or [f"frame_{i:06d}.png" for i in range(len(images))]
+        return cls(kind, list(names), lambda i: images[i], len(images))
+
+
+class _VideoFrames:
+    """Sequential-decode access to every ``step``-th frame of a video (see `FrameSource`)."""
+
+    def __init__(self, path: str, fps: float):
+        import imageio.v2 as imageio
+
+        if not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be a finite number > 0, got {fps}")
+        self.path, self._imageio = path, imageio
+        reader = self._open()
+        try:
+            src_fps = float(reader.get_meta_data().get("fps") or fps)
+            total = reader.count_frames()
+        except Exception as e:  # noqa: BLE001
+            raise ValueError(f"video {path!r}: cannot read its frame count ({e})") from e
+        finally:
+            reader.close()
+        self.step = max(1, int(round(src_fps / fps)))
+        self.count = -(-int(total) // self.step)
+        if self.count == 0:
+            raise ValueError(f"video {path!r}: no frames could be read")
+        self._reader, self._next = None, 0
+
+    def _open(self):
+        try:
+            return self._imageio.get_reader(self.path, "ffmpeg")
+        except Exception as e:  # noqa: BLE001 - imageio/ffmpeg raise many error types
+            raise ValueError(f"video {self.path!r}: cannot open ({e})") from e
+
+    def __call__(self, i: int) -> np.ndarray:
+        target = i * self.step
+        if self._reader is None or target < self._next:
+            if self._reader is not None:
+                self._reader.close()
+            self._reader, self._next = self._open(), 0
+        try:
+            while True:
+                frame = self._reader.get_next_data()
+                self._next += 1
+                if self._next - 1 == target:
+                    return array_to_rgb(np.asarray(frame), name=f"video {self.path!r} frame {i}")
+        except (IndexError, StopIteration) as e:
+            raise ValueError(f"video {self.path!r}: frame {target} could not be decoded") from e
+
+
+def open_frames(path: str, fps: float = 1.0, max_frames: int | None = None) -> FrameSource:
+    """A lazily read `FrameSource` for an image, a folder of images or a video INPUT."""
+    path = os.fspath(path)
+    kind = detect_kind(path)
+    if kind == "colmap":
+        raise ValueError(f"input {path!r}: COLMAP folders are read with collect_inputs")
+    if kind == "video":
+        video = _VideoFrames(path, fps)
+        count = video.count if max_frames is None else min(video.count, max_frames)
+        return FrameSource("video", [f"frame_{i:06d}.png" for i in range(count)], video, count)
+    files = [path] if kind == "image" else _listdir_images(path)
+    if not files:
+        raise ValueError(f"input folder {path!r}: no images with extensions {IMAGE_EXTS}")
+    files = files[:max_frames] if max_frames is not None else files
+    return FrameSource(kind, [os.path.basename(f) for f in files],
+                       lambda i: read_image(files[i]), len(files))
+
+
 def collect_inputs(path: str, fps: float = 1.0, max_frames: int | None = None) -> InputSet:
     """Read a command-line INPUT (image, folder, video or COLMAP folder) into an `InputSet`."""
     path = os.fspath(path)

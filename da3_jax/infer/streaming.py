@@ -44,6 +44,7 @@ current and previous chunk + O(N) poses / descriptors.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 from collections.abc import Callable
@@ -274,12 +275,15 @@ class StreamingResult:
         return c.frames, c.depth * np.float32(s), c.conf
 
     def iter_frames(self):
-        """Yields (frame, depth [H, W], conf [H, W]) in frame order, one chunk in memory."""
+        """Yields (frame, depth [H, W], conf [H, W], image [H, W, 3] uint8 or None) of every
+        frame from its owner chunk, in frame order; one chunk in memory at a time."""
         for k in range(len(self.ranges)):
-            frames, depth, conf = self.chunk_depth(k)
-            for i, f in enumerate(frames):
+            c = Chunk.load(self.chunk_path(k), ("depth", "conf", "images"))
+            s = np.float32(sim3.split(self.world_from_chunk[k])[0])
+            for i, f in enumerate(c.frames):
                 if self.owner[f] == k:
-                    yield int(f), depth[i], conf[i]
+                    yield int(f), c.depth[i] * s, c.conf[i], (
+                        None if c.images is None else c.images[i])
 
     def depth(self, frame: int) -> np.ndarray:
         frames, depth, _ = self.chunk_depth(int(self.owner[frame]))
@@ -448,6 +452,33 @@ class StreamingRun:
                                                   fixed=(0,), iters=self.cfg.pgo_iters)
             info = dict(info, pgo=pgo)
         return poses, loops, info
+
+
+def decimated_prediction(result: StreamingResult, max_pixels: int, names=None):
+    """The whole sequence as a `Prediction` for the exporters (ply / glb / colmap / npz), every
+    frame subsampled by one integer stride ``f`` (pixels ``(f i, f j)``, intrinsics scaled by
+    ``1 / f``: exact for the exporters' integer-pixel unprojection) so that
+    ``N x (H / f) x (W / f) <= max_pixels``: memory is bounded by the point budget, not by N."""
+    from da3_jax.geometry import rescale_intrinsics
+    from da3_jax.infer.api import Prediction
+
+    frames = result.iter_frames()
+    f0, d0, c0, im0 = next(frames)
+    n, (h, w) = result.num_frames, d0.shape
+    stride = max(1, int(np.ceil(np.sqrt(n * h * w / max(int(max_pixels), 1)))))
+    hs, ws = -(-h // stride), -(-w // stride)
+    depth = np.empty((n, hs, ws), np.float32)
+    conf = np.empty((n, hs, ws), np.float32)
+    images = np.zeros((n, hs, ws, 3), np.uint8)
+    for f, d, c, im in itertools.chain([(f0, d0, c0, im0)], frames):
+        depth[f], conf[f] = d[::stride, ::stride], c[::stride, ::stride]
+        if im is not None:
+            images[f] = im[::stride, ::stride]
+    k = np.asarray(rescale_intrinsics(result.intrinsics, 1.0 / stride, 1.0 / stride), np.float32)
+    return Prediction(depth=depth, conf=conf, extrinsics=result.w2c, intrinsics=k,
+                      processed_images=images,
+                      image_names=list(names) if names is not None else
+                      [f"frame_{i:06d}.png" for i in range(n)])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -182,3 +182,41 @@ def test_makefile_demo_installs_only_the_package(tmp_path):
     assert "torch" not in demo and "depth-anything-3" not in demo and "[dev" not in demo
     assert "torch==" in test and "depth-anything-3==" in test and "pytest" in test
     assert "venv" in test  # a fresh clone still gets its venv from `make test`
+
+
+def test_streaming_video(predictor, tiny_ckpt, tmp_path, monkeypatch, capsys):
+    """`predict clip.mp4 --streaming`: chunks are the network's predictions of those frames,
+    one compiled shape serves every chunk, exports cover the sequence with capped points, a
+    re-run resumes (no chunk is predicted again)."""
+    import imageio.v2 as imageio
+    from plyfile import PlyData
+
+    from da3_jax.eval.streaming import loop_scene
+    from da3_jax.infer import io as io_lib
+
+    images = loop_scene(6, 64, 96)[0]
+    path = tmp_path / "clip.mp4"
+    with imageio.get_writer(str(path), fps=8, codec="libx264", quality=9) as w:
+        for im in images:
+            w.append_data(im)
+    out = tmp_path / "out"
+    args = ("--streaming", "--chunk", 4, "--overlap", 3, "--fps", 8, "--num-max-points", 300)
+    assert _predict(path, tiny_ckpt, out, "mini_npz,ply,colmap", *args) == 0
+    assert "frames/s" in capsys.readouterr().err
+    frames = io_lib.read_video(str(path), fps=8)
+    chunk = np.load(out / "streaming" / "chunk_00001.npz")
+    traces = predictor.forward.trace_count
+    ref = predictor.predict(frames[1:5], process_res=PROCESS_RES)
+    assert predictor.forward.trace_count == traces  # the chunk shape was compiled once
+    np.testing.assert_allclose(chunk["depth"], ref.depth, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(chunk["extrinsics"], ref.extrinsics, atol=1e-5)
+    d = np.load(out / "exports" / "mini_npz" / "results.npz")
+    assert d["extrinsics"].shape == (6, 3, 4)
+    assert 0 < len(PlyData.read(str(out / "points.ply"))["vertex"]) <= 300
+
+    calls = []
+    monkeypatch.setattr(predictor, "predict", lambda *a, **k: calls.append(a) or 1 / 0)
+    assert _predict(path, tiny_ckpt, out, "mini_npz", *args) == 0  # resumed: nothing to do
+    assert calls == [] and predictor.forward.trace_count == traces
+    np.testing.assert_array_equal(np.load(out / "exports" / "mini_npz" / "results.npz")[
+        "extrinsics"], d["extrinsics"])

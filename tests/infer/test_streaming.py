@@ -217,3 +217,19 @@ def test_resume_after_kill(loop120, tmp_path):
     other = StreamingRun(tmp_path / "run", 120, oracle, StreamingConfig(chunk=16, overlap=4))
     with pytest.raises(ValueError, match="another input or configuration"):
         other.run()
+
+
+def test_view_descriptor_is_pooled_backbone_feature(predictor, soh_paths):
+    """`Prediction.descriptor`: the last out-layer patch tokens of the backbone stage (the
+    features the heads decode), mean-pooled over patches and L2-normalised (float64 ref)."""
+    from da3_jax.model.preprocess import preprocess_images
+    from tests.infer.conftest import PROCESS_RES
+
+    pred = predictor.predict(soh_paths, process_res=PROCESS_RES, with_descriptor=True)
+    norm = preprocess_images(soh_paths, PROCESS_RES)[0][None]
+    backbone = predictor.forward._backbone_fn(None, "saddle_balanced", False)  # cached jit
+    tokens = np.asarray(backbone(predictor.params, norm, None, None)[-1][0], np.float64)[0]
+    ref = tokens.mean(1)
+    ref /= np.linalg.norm(ref, axis=-1, keepdims=True)
+    assert pred.descriptor.shape == (2, tokens.shape[-1])
+    np.testing.assert_allclose(pred.descriptor, ref, atol=1e-5)
