@@ -31,7 +31,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Output directory.")
 _STEPS = flags.DEFINE_string("steps", "", "Override 'teacher,student' step counts (smoke runs).")
 
 NUM_REALLIKE, NUM_EVAL, VIEWS, EVAL_VIEWS = 32, 48, 6, 4
-STUDENT_STEPS, EVAL_EVERY = 1500, 250
+EVAL_EVERY = 200
 
 
 def render_data(data_dir: str) -> dict:
@@ -68,7 +68,7 @@ def stage_config(stage: str, workdir: str, steps: int = 0):
     arg = f"stage={stage},data={os.path.join(workdir, 'data')},steps={steps}," \
           f"teacher_workdir={os.path.join(workdir, 'teacher')}"
     if stage == "student":
-        arg += f",eval_every={min(EVAL_EVERY, steps or STUDENT_STEPS)}"
+        arg += f",eval_every={min(EVAL_EVERY, steps or tiny_cpu.STUDENT_STEPS)}"
     return tiny_cpu.get_config(arg)
 
 
@@ -129,9 +129,6 @@ def write_outputs(workdir: str, config, params, eval_path: str, timings: dict) -
                                 "ray_pose_*": "ray map + ray_conf (use_ray_pose solver)"},
                "num_eval_scenes": len(records), "views_per_scene": records[0].num_views,
                "timings_s": timings}
-    with open(os.path.join(workdir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
-
     png_dir = os.path.join(workdir, "depth_png")
     os.makedirs(png_dir, exist_ok=True)
     pngs = []
@@ -152,10 +149,16 @@ def write_outputs(workdir: str, config, params, eval_path: str, timings: dict) -
     r, (depth, w2c) = records[0], student["predictions"][0]
     out = predict(imagenet_normalize(r.images.astype(np.float32) / 255.0)[None])
     k = np.asarray(out["intrinsics"][0])
+    # The camera decoder's fov passes a ReLU (official architecture): check it did not die.
+    fov = np.concatenate([np.asarray(predict(imagenet_normalize(
+        x.images.astype(np.float32) / 255.0)[None])["pose_enc"][0, :, 7:9]) for x in records[:8]])
+    metrics["fov_relu_alive_frac"] = float((fov > 0).mean())
     pts = np.asarray(geometry.points_from_depth(depth, w2c, k, pixel_center=0.5)).reshape(-1, 3)
     ply = os.path.join(workdir, "pointcloud_scene0.ply")
     trimesh.PointCloud(pts, colors=r.images.reshape(-1, 3)).export(ply)
 
+    with open(os.path.join(workdir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
     curves = plot_curves(os.path.join(workdir, "student"), os.path.join(workdir,
                                                                          "learning_curves.png"))
     s, b, c = metrics["student"], metrics["baseline"], metrics["chance"]
@@ -231,6 +234,7 @@ def main(argv):
     out = write_outputs(workdir, config, final_params(state), paths["eval"], timings)
     timings["evaluate"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
+    timings["process_cpu_total"] = time.process_time()  # all threads of this process
     with open(out["metrics"]) as f:
         m = json.load(f)
     m["timings_s"] = timings

@@ -34,6 +34,7 @@ TINY_MODEL = dict(
 )
 TRAJECTORY_PROBS = (0.0, 1.0, 0.0)  # (orbit, walk, random): 'walk' = video-clip-like motion
 HW = 56
+STUDENT_STEPS = 1200
 
 
 def model_overrides(depth: int, xview: int) -> dict:
@@ -94,7 +95,7 @@ def get_config(arg=None):
             c.data.weights = [1.0, 3.0]
         if a.data and a.eval_every:
             c.data.eval_sources = [os.path.join(a.data, "eval.array_record")]
-        c.optim = common.optim_config(lr=a.lr, total_steps=steps or 1500, warmup_steps=30)
+        c.optim = common.optim_config(lr=a.lr, total_steps=steps or STUDENT_STEPS, warmup_steps=30)
     elif a.stage == "pseudo_label":
         c.teacher = ml_collections.ConfigDict()
         c.teacher.workdir = a.teacher_workdir
