@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.da3_jax_installed
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo study lint clean
 
 $(STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: install
 
 demo: install
 	$(PY) -m experiments.demo --workdir=runs/demo
+
+# CPU scaling study (model size x prediction targets), resumable: rerun to continue.
+study: install
+	$(PY) -m experiments.study --config=experiments/studies/cpu_scaling.py --workdir=runs/study
 
 lint: install
 	$(PY) -m ruff check .
