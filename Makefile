@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 CORE_STAMP := $(VENV)/.da3_jax_core
 STAMP := $(VENV)/.da3_jax_installed
 
-.PHONY: install install-core test demo lint clean
+.PHONY: install install-core test demo study lint clean
 
 $(CORE_STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: install
 
 demo: install-core
 	$(PY) -m experiments.demo --workdir=runs/demo
+
+# CPU scaling study (model size x prediction targets), resumable: rerun to continue.
+study: install-core
+	$(PY) -m experiments.study --config=experiments/studies/cpu_scaling.py --workdir=runs/study
 
 lint: install
 	$(PY) -m ruff check .

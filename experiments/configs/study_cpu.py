@@ -40,7 +40,7 @@ def get_config(arg=None):
     c.data.pipeline = ml_collections.ConfigDict(dict(
         image_hw=(a.res, a.res), min_views=a.views, max_views=a.views, zoom_range=(1.0, 1.0),
         photometric=False, num_threads=1, prefetch_buffer_size=2,
-        synthetic_num_scenes=1_000_000, synthetic_num_views=8, synthetic_hw=(a.res, a.res),
+        synthetic_num_scenes=1_000_000, synthetic_num_views=a.views, synthetic_hw=(a.res, a.res),
         synthetic_seed=0, synthetic_trajectory_probs=(0.0, 1.0, 0.0)))
     c.optim.total_steps = a.steps
     c.optim.warmup_steps = min(c.optim.warmup_steps, max(a.steps // 10, 1))

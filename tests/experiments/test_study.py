@@ -38,12 +38,12 @@ def test_expand_grids_union_with_defaults():
 
 def test_expand_rejects_unknown_axis_and_default():
     s = smoke.get_config()
-    s.grids = [["targets", "size"]]
+    s.grids = [["seed", "size"]]
     with pytest.raises(ValueError, match="unknown axes"):
         study.expand(s)
     s = smoke.get_config()
-    s.defaults = {"targets": "nope"}
-    with pytest.raises(ValueError, match="study.defaults.targets"):
+    s.defaults = {"seed": "nope"}
+    with pytest.raises(ValueError, match="study.defaults.seed"):
         study.expand(s)
 
 
@@ -107,10 +107,10 @@ def test_study_runs_resumes_after_sigkill_and_aggregates(tmp_path):
     first = study.run_dir(str(workdir), runs[0])
     proc = subprocess.Popen(_study_cmd(workdir), cwd=ROOT, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 400
+    deadline = time.time() + 1200  # only a hang guard (shared CI machines)
     while not _finalised_steps(first) or max(_finalised_steps(first)) < 2:
         assert proc.poll() is None, "the study exited before it could be killed"
-        assert time.time() < deadline, "no checkpoint within 400 s"
+        assert time.time() < deadline, "no checkpoint within 1200 s"
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -118,7 +118,7 @@ def test_study_runs_resumes_after_sigkill_and_aggregates(tmp_path):
     assert killed["complete"] is False and max(_finalised_steps(first)) < 4
 
     out = subprocess.run(_study_cmd(workdir), cwd=ROOT, env=_env(), capture_output=True,
-                         text=True, timeout=600)
+                         text=True, timeout=1200)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "resumed from" in out.stdout  # the killed run continued from its checkpoint
 
@@ -133,20 +133,19 @@ def test_study_runs_resumes_after_sigkill_and_aggregates(tmp_path):
             assert 0.0 <= p["delta1"] <= 1.0 and 0.0 <= p["pose_auc30"] <= 1.0
     assert json.loads((pathlib.Path(first) / study.RUN_FILE).read_text())["wall_s"] > \
         killed["wall_s"]
-    # depth_cam has no ray branch: fewer parameters and FLOPs than depth_ray_cam.
-    recs = {r["labels"]["targets"]: r for r in study_report.collect(s, str(workdir))}
-    assert recs["depth_cam"]["compute"]["num_params"] < \
-        recs["depth_ray_cam"]["compute"]["num_params"]
-    assert recs["depth_cam"]["compute"]["flops_per_step"] < \
-        recs["depth_ray_cam"]["compute"]["flops_per_step"]
+    # the seeds train the same network: same parameter count and FLOPs, different curves.
+    recs = study_report.collect(s, str(workdir))
+    assert recs[0]["compute"] == recs[1]["compute"]
+    assert recs[0]["curve"][-1]["delta1"] != recs[1]["curve"][-1]["delta1"]
 
     table = (workdir / "study.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| depth_")]
+    rows = [line for line in table.splitlines() if line.startswith(("| 0 |", "| 1 |"))]
     assert len(rows) == 2 and all(" complete |" in r for r in rows)
-    png = workdir / "plots" / "targets.png"
+    png = workdir / "plots" / "seed.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     printed = subprocess.run(_study_cmd(workdir, "--print-commands"), cwd=ROOT, env=_env(),
                              capture_output=True, text=True, timeout=120)
     lines = [x for x in printed.stdout.splitlines() if "experiments.main" in x]
-    assert len(lines) == 2 and all("--config.model.targets=" in x for x in lines)
+    assert len(lines) == 2
+    assert "--config.seed=0 " in lines[0] and "--config.seed=1 " in lines[1]
