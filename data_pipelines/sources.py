@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 
 import grain
+from etils import epath
 
 from data_pipelines.record import SceneRecord, write_array_record
 from data_pipelines.synthetic.render import render_scene
@@ -100,9 +101,9 @@ class ArrayRecordSceneSource(grain.sources.RandomAccessDataSource):
     def __init__(self, paths: str | os.PathLike | Sequence[str | os.PathLike]):
         if isinstance(paths, str | os.PathLike):
             paths = [paths]
-        self.paths = [os.fspath(p) for p in paths]
+        self.paths = [str(p) for p in paths]
         for p in self.paths:
-            if not os.path.isfile(p):
+            if not epath.Path(p).is_file():  # local or remote (gs://, ...) through etils.epath
                 raise ValueError(f"ArrayRecordSceneSource: file '{p}' does not exist")
         self._source = grain.sources.ArrayRecordDataSource(self.paths)
 

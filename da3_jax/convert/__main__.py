@@ -1,6 +1,10 @@
 """CLI: official `model.safetensors` -> orbax checkpoint + config JSON.
 
   python -m da3_jax.convert --checkpoint model.safetensors --out DIR [--name da3-large]
+      [--overwrite]
+
+An existing non-empty DIR is refused unless `--overwrite`, which replaces its config.json +
+params/ pair as a whole (`convert.save_converted`).
 
 The variant comes from `--name` or from the `config.json` beside the checkpoint (the Hub
 layout). Conversion is strict: any missing, unexpected or mis-shaped key is an error.
@@ -23,13 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--name", default=None, choices=NAMES, help="variant (default: from config.json)"
     )
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing converted folder (config.json + params/)")
     args = parser.parse_args(argv)
     try:
         config, params = load_official(args.checkpoint, args.name)
+        out = save_converted(args.out, config, params, overwrite=args.overwrite)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    out = save_converted(args.out, config, params)
     print(f"converted {config.name} -> {out}")
     return 0
 

@@ -89,6 +89,28 @@ def _is_training_dir(path: str) -> str | None:
     return None
 
 
+def _training_model_config(path: str, state_dir: str) -> ml_collections.ConfigDict:
+    """The model config of a training work dir: its experiment ``config.json`` (written by
+    ``experiments.launch``; the named variant + ``model.overrides``, via
+    ``train.da3_tasks.model_config``), or a ``model_config.json`` holding a model config."""
+    # state_dir = <workdir>/checkpoints/<step>/state
+    workdir = os.path.dirname(os.path.dirname(os.path.dirname(state_dir)))
+    names = ("config.json", "model_config.json")
+    cfg_file = next((os.path.join(d, n) for d in dict.fromkeys((path, workdir)) for n in names
+                     if os.path.isfile(os.path.join(d, n))), None)
+    if cfg_file is None:
+        raise ValueError(f"checkpoint {path!r} is a training checkpoint without a model "
+                         "config: pass config= (e.g. 'da3-large') / --model-name")
+    with open(cfg_file) as f:
+        data = json.load(f)
+    model = data.get("model") if isinstance(data, dict) else None
+    if isinstance(model, dict) and "name" in model and "task" in data:
+        from da3_jax.train.da3_tasks import model_config
+
+        return model_config(ml_collections.ConfigDict(data))
+    return ml_collections.ConfigDict(data)
+
+
 def load_checkpoint(path: str | os.PathLike, config=None):
     """Load (config, params) from any supported checkpoint (see `Predictor.from_checkpoint`)."""
     from da3_jax.convert import load_converted, load_official
@@ -115,14 +137,7 @@ def load_checkpoint(path: str | os.PathLike, config=None):
         import orbax.checkpoint as ocp
 
         if config is None:
-            cfg_file = next((c for c in (os.path.join(path, "config.json"),
-                                         os.path.join(path, "model_config.json"))
-                             if os.path.isfile(c)), None)
-            if cfg_file is None:
-                raise ValueError(f"checkpoint {path!r} is a training checkpoint without a model "
-                                 "config: pass config= (e.g. 'da3-large') / --model-name")
-            with open(cfg_file) as f:
-                config = ml_collections.ConfigDict(json.load(f))
+            config = _training_model_config(path, state_dir)
         state = ocp.StandardCheckpointer().restore(state_dir)
         params = state.get("ema_params") or state["params"]
         return config, params

@@ -77,3 +77,23 @@ def place_batch(local_batch, shardings, global_spec):
         return jax.make_array_from_process_local_data(sharding, x, spec.shape)
 
     return jax.tree.map(one, local_batch, shardings, global_spec)
+
+
+def barrier(name: str, timeout_s: float = 900.0) -> None:
+    """Wait until every process reaches ``barrier(name)`` (no-op with one process).
+
+    Uses the distributed runtime's coordination service, not a device collective: on CPU, gloo
+    gives a new communicator 30 s for all its processes to join, so processes that finish
+    compiling a program at very different times (a loaded machine) meet here first.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed  # the runtime client; no public accessor in jax 0.10
+
+    client = getattr(distributed.global_state, "client", None)
+    if client is None or not hasattr(client, "wait_at_barrier"):
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+        return
+    client.wait_at_barrier(name, int(timeout_s * 1000))

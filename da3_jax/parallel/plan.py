@@ -3,8 +3,10 @@
     python -m da3_jax.parallel.plan --variant da3-small --views 64 --size 504x336 \\
         --mesh view=8 [--train] [--json] [--device-memory 80GB] [--compare-single]
 
-AOT-compiles (``jax.jit(...).lower(...).compile()``) the forward pass (or, with ``--train``, a
-forward + backward + AdamW update) for abstract parameters (``jax.eval_shape``; nothing is
+AOT-compiles (``jax.jit(...).lower(...).compile()``) the forward pass (or, with ``--train``, the
+project's train step: ``da3_jax.train.step`` with AdamW, EMA and grad clipping, state donated,
+plus the sharded jitted init of that state, as ``train.loop`` runs them) for abstract
+parameters (``jax.eval_shape``; nothing is
 allocated) on a mesh of simulated CPU devices, and reports
 
   * per-device memory from ``compiled.memory_analysis()``: arguments, outputs, temporaries and
@@ -78,6 +80,19 @@ def _memory(compiled) -> dict:
     return out
 
 
+def _tree_bytes(abstract, shardings) -> tuple[int, int]:
+    """(total bytes, bytes per device) of an abstract tree under ``shardings``."""
+    import math
+
+    import jax
+
+    total = per_device = 0
+    for a, sh in zip(jax.tree.leaves(abstract), jax.tree.leaves(shardings), strict=True):
+        total += math.prod(a.shape) * a.dtype.itemsize
+        per_device += math.prod(sh.shard_shape(a.shape)) * a.dtype.itemsize
+    return total, per_device
+
+
 def _flops(compiled) -> float:
     cost = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):
@@ -106,7 +121,6 @@ def compile_plan(
 
     import jax
     import jax.numpy as jnp
-    import optax
 
     from da3_jax.model import DA3, get_config
     from da3_jax.parallel import attention as attn_lib
@@ -141,26 +155,45 @@ def compile_plan(
     param_shardings = rules.tree_shardings(abstract_params, mesh)
     image_sharding = rules.batch_sharding(mesh, 5)
 
+    report_extra = {}
     if train:
-        tx = optax.adamw(1e-4)
-        abstract_opt = jax.eval_shape(tx.init, abstract_params)
-        state = (abstract_params, abstract_opt)
-        state_shardings = rules.tree_shardings(state, mesh)
+        # The project's own train state and step (da3_jax.train): AdamW (two moments, backbone
+        # / head groups), EMA params, grad clipping and the non-finite guard, all donated.
+        import ml_collections
 
-        def fn(state, images):
-            params, opt = state
+        from da3_jax.train import optim
+        from da3_jax.train.state import create_state
+        from da3_jax.train.step import make_train_step
 
-            def loss(p):
-                out = model.apply({"params": p}, images)
-                return jnp.mean(out["depth"].astype(jnp.float32) ** 2)
+        ocfg = ml_collections.ConfigDict(dict(lr=1e-4, total_steps=1000, warmup_steps=10))
+        tx, schedule = optim.make_optimizer(ocfg, abstract_params)
 
-            value, grads = jax.value_and_grad(loss)(params)
-            updates, opt = tx.update(grads, opt, params)
-            return (optax.apply_updates(params, updates), opt), value
+        def init(rng):
+            params = model.init(rng, small)["params"]
+            return create_state(params, tx, rng, use_ema=True)
 
-        args = (state, jax.ShapeDtypeStruct(images_shape, jnp.float32))
-        jitted = jax.jit(fn, in_shardings=(state_shardings, image_sharding),
-                         out_shardings=(state_shardings, None), donate_argnums=(0,))
+        key = jax.random.PRNGKey(0)
+        abstract_state = jax.eval_shape(init, key)
+        state_shardings = rules.tree_shardings(abstract_state, mesh)
+        with jax.set_mesh(mesh):
+            init_compiled = jax.jit(init, out_shardings=state_shardings).lower(key).compile()
+        report_extra["init_per_device"] = _memory(init_compiled)
+        report_extra["state_bytes"], report_extra["state_bytes_per_device"] = _tree_bytes(
+            abstract_state, state_shardings)
+
+        def loss_fn(params, batch, rng):
+            del rng
+            out = model.apply({"params": params}, batch["images"])
+            loss = jnp.mean(out["depth"].astype(jnp.float32) ** 2)
+            return loss, {}
+
+        fn = make_train_step(loss_fn, tx, schedule, ema_decay=0.999, jit=False)
+        args = (jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                             abstract_state, state_shardings),
+                {"images": jax.ShapeDtypeStruct(images_shape, jnp.float32)})
+        jitted = jax.jit(fn, in_shardings=(state_shardings, {"images": image_sharding}),
+                         out_shardings=(state_shardings, jax.sharding.NamedSharding(
+                             mesh, jax.sharding.PartitionSpec())), donate_argnums=(0,))
     else:
         def fn(params, images):
             return model.apply({"params": params}, images)
@@ -196,6 +229,7 @@ def compile_plan(
         "flops_per_device": _flops(compiled),
         "compile_seconds": round(seconds, 2),
         "backend": "cpu (simulated devices; compiled estimate)",
+        **report_extra,
     }
 
 
@@ -244,6 +278,13 @@ def _print_report(r: dict) -> None:
     print(f"  per device: peak {_human(m['peak_bytes'])}  (arguments {_human(m['argument_bytes'])},"
           f" outputs {_human(m['output_bytes'])}, temporaries {_human(m['temp_bytes'])})")
     print(f"  FLOPs per device: {r['flops_per_device']:.3e}   compile {r['compile_seconds']} s")
+    if "init_per_device" in r:
+        i = r["init_per_device"]
+        print(f"  train state: {_human(r['state_bytes'])} in total, "
+              f"{_human(r['state_bytes_per_device'])} per device "
+              f"({r['state_bytes_per_device'] * r['devices'] / r['state_bytes']:.3f} x total / "
+              f"{r['devices']}); sharded init: peak {_human(i['peak_bytes'])} per device "
+              f"(outputs {_human(i['output_bytes'])})")
     if "single_device" in r:
         s = r["single_device"]["per_device"]["peak_bytes"]
         print(f"  single device: peak {_human(s)}; per-device / single = {r['peak_ratio']:.3f}")

@@ -110,7 +110,8 @@ def init_state(task, tx, rng, batch_spec, mesh, use_ema: bool):
         from da3_jax.parallel import rules
 
         shardings = rules.tree_shardings(jax.eval_shape(make, init_rng, state_rng), mesh)
-    state = jax.jit(make, out_shardings=shardings)(init_rng, state_rng)
+    state = _compiled(jax.jit(make, out_shardings=shardings), "init", init_rng, state_rng)(
+        init_rng, state_rng)
     load = getattr(task, "load_pretrained", None)
     loaded = load(state.params) if load is not None else None
     if loaded is not None:
@@ -119,6 +120,18 @@ def init_state(task, tx, rng, batch_spec, mesh, use_ema: bool):
         if state.ema_params is not None:
             state = state.replace(ema_params=_place(loaded, state.ema_params, target))
     return state, shardings
+
+
+def _compiled(jitted, name, *args):
+    """``jitted`` compiled for ``args``; with several processes, all of them finish compiling
+    before any runs it (``multihost.barrier``: gloo gives a new communicator only 30 s)."""
+    if jax.process_count() == 1:
+        return jitted
+    from da3_jax.parallel import multihost
+
+    compiled = jitted.lower(*args).compile()
+    multihost.barrier(f"da3_jax_compiled_{name}")
+    return compiled
 
 
 def _place(tree, like, shardings):
@@ -273,7 +286,7 @@ def _train(config, task, workdir, manager, data_iter, state, shardings, mesh, tx
     step = int(state.step)
 
     ema_decay = float(config.get("ema_decay", 0.0))
-    steps = {}  # jitted step per batch-sharding layout (views sharded or not)
+    steps = {}  # compiled step per batch layout (shapes; views sharded or not)
 
     def run_step(state, local_batch):
         if mesh is None:
@@ -285,12 +298,14 @@ def _train(config, task, workdir, manager, data_iter, state, shardings, mesh, tx
 
         spec = global_batch_spec(local_batch)
         bsh = batch_shardings(spec, mesh)
-        key = tuple((jax.tree_util.keystr(p), str(s.spec))
-                    for p, s in jax.tree_util.tree_leaves_with_path(bsh))
-        if key not in steps:
-            steps[key] = jit_train_step(task, tx, schedule, ema_decay, mesh, shardings, bsh)
+        key = tuple((jax.tree_util.keystr(p), x.shape, str(x.dtype), str(s.spec))
+                    for (p, x), s in zip(jax.tree_util.tree_leaves_with_path(spec),
+                                         jax.tree.leaves(bsh), strict=True))
         batch = multihost.place_batch(local_batch, bsh, spec)
         with jax.set_mesh(mesh):
+            if key not in steps:
+                jitted = jit_train_step(task, tx, schedule, ema_decay, mesh, shardings, bsh)
+                steps[key] = _compiled(jitted, f"step_{len(steps)}", state, batch)
             return steps[key](state, batch)
 
     writer = MetricWriter(workdir / "tb", echo=None, resume_step=step)

@@ -2,15 +2,20 @@
 
 Only process 0 writes (every host computes the same replicated scalars). Throughput
 (``steps_per_sec``, ``examples_per_sec``) is measured between consecutive ``throughput`` calls.
-``logdir`` is any ``etils.epath`` path (``gs://`` included; tensorboardX writes remote URLs
-through its own gfile layer). On a resume (``resume_step``) the rows logged after the restored
-step, which the resumed run is about to log again, are dropped from ``<prefix>_metrics.jsonl``
-(atomically: the kept rows are written to a temporary file that replaces the log), and
-TensorBoard is told to purge its events after that step, so no step is logged twice.
+
+``logdir`` is any ``etils.epath`` path (``gs://`` included). For a remote URL the TensorBoard
+event file is written through ``etils.epath`` as well (``_EpathRecordWriter``, registered with
+tensorboardX for that URL scheme), so every file of a run goes through one path library.
+
+On a resume (``resume_step``) the rows logged after the restored step, which the resumed run
+is about to log again, are dropped from ``<prefix>_metrics.jsonl`` (the kept rows go to a
+temporary file that replaces the log), and TensorBoard is told to purge its events after that
+step, so no step is logged twice.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import time
 
@@ -32,6 +37,8 @@ class MetricWriter:
             from tensorboardX import SummaryWriter
 
             logdir = epath.Path(logdir)
+            if "://" in str(logdir):
+                _register_epath_writer(str(logdir).split("://")[0])
             logdir.mkdir(parents=True, exist_ok=True)
             path = logdir / f"{prefix}_metrics.jsonl"
             if resume_step is not None and path.exists():
@@ -87,3 +94,35 @@ def _truncate_after(path: epath.Path, step: int) -> None:
     tmp = path.parent / f".{path.name}.tmp"
     tmp.write_text("".join(f"{x}\n" for x in kept))
     tmp.replace(path)
+
+
+class _EpathRecordWriter:
+    """tensorboardX record writer for remote URLs: buffers the event file and rewrites the
+    whole object through ``etils.epath`` on each flush (object stores have no append)."""
+
+    def __init__(self, path: str):
+        self.path = epath.Path(path)
+        self.buffer = io.BytesIO()
+
+    def write(self, data: bytes) -> None:
+        self.buffer.write(data)
+
+    def flush(self) -> None:
+        self.path.write_bytes(self.buffer.getvalue())
+
+    def close(self) -> None:
+        self.flush()
+
+
+class _EpathWriterFactory:
+    def open(self, path: str) -> _EpathRecordWriter:
+        return _EpathRecordWriter(path)
+
+    def directory_check(self, path: str) -> None:
+        epath.Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def _register_epath_writer(scheme: str) -> None:
+    from tensorboardX import record_writer
+
+    record_writer.register_writer_factory(scheme, _EpathWriterFactory())
