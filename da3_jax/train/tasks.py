@@ -23,10 +23,12 @@ class Task:
 
 
 def get_task(config) -> Task:
-    """``config.task`` in {'teacher', 'student'}; see ``da3_jax.train.da3_tasks``."""
-    from da3_jax.train import da3_tasks
+    """``config.task`` in {'teacher', 'student', 'nvs'}; see ``da3_jax.train.da3_tasks`` and
+    ``da3_jax.train.nvs``."""
+    from da3_jax.train import da3_tasks, nvs
 
-    builders = {"teacher": da3_tasks.teacher_task, "student": da3_tasks.student_task}
+    builders = {"teacher": da3_tasks.teacher_task, "student": da3_tasks.student_task,
+                "nvs": nvs.nvs_task}
     if config.task not in builders:
         raise ValueError(f"config.task must be one of {sorted(builders)}, got {config.task!r}")
     return builders[config.task](config)
