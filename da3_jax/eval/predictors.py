@@ -76,7 +76,8 @@ class CheckpointPredictor:
     accepts) and calls `predict(images, extrinsics, intrinsics, process_res=...,
     ref_view_strategy='first')`; outputs are at the processed resolution (the runner resizes
     them back). 'posed' passes the record's GT cameras (outputs aligned back to them, as the
-    official API does by default); 'mono' runs every view alone.
+    official API does by default); 'mono' runs every view alone; 'gs' (the `nvs` mode) also
+    predicts the 3D Gaussians (`infer_gs=True`; needs a GS head).
     """
 
     def __init__(self, checkpoint: str, process_res: int = 504,
@@ -88,6 +89,11 @@ class CheckpointPredictor:
         self.ref_view_strategy = ref_view_strategy
 
     def __call__(self, record, kind: str) -> dict:
+        if kind == "gs":  # nvs mode: Gaussians from the (context) images, predicted cameras
+            out = self.model.predict(record.images, process_res=self.process_res,
+                                     ref_view_strategy=self.ref_view_strategy, infer_gs=True)
+            return {"gaussians": out.gaussians, "extrinsics": out.extrinsics,
+                    "intrinsics": out.intrinsics, "depth": out.depth}
         if kind == "mono":
             outs = [self._run(record.images[i:i + 1]) for i in range(record.num_views)]
             return {"depth": np.concatenate([o["depth"] for o in outs])}

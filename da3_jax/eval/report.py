@@ -26,6 +26,7 @@ _HEADLINE = {
     "recon_unposed": ("fscore", "acc", "comp", "overall"),
     "recon_posed": ("fscore", "acc", "comp", "overall"),
     "mono": ("abs_rel", "delta1"),
+    "nvs": ("psnr", "ssim"),
 }
 _DISPLAY = {"hiroom": "HiRoom", "eth3d": "ETH3D", "dtu64": "DTU-64", "7scenes": "7Scenes",
             "scannetpp": "ScanNet++"}

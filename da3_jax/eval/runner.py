@@ -7,6 +7,8 @@ A **predictor** is any callable `predict(record, kind) -> {'depth' [N, h, w], 'e
 * 'unposed': images only (used by the `pose` and `recon_unposed` modes),
 * 'posed': images plus the record's GT cameras as conditioning (`recon_posed`),
 * 'mono': per-view depth (`mono`; only 'depth' is required).
+* 'gs': the `nvs` mode's context views only; returns `gaussians` (adapter dict) and the
+  predicted context `extrinsics` (`da3_jax.eval.nvs`).
 
 Predictions may be at another resolution than the record (e.g. 504 px processing); depth is
 resized back with nearest neighbour and K rescaled, as the official benchmark does.
@@ -28,9 +30,9 @@ import numpy as np
 
 from da3_jax.eval import metrics, protocols, recon
 
-MODES = ("pose", "recon_unposed", "recon_posed", "mono")
+MODES = ("pose", "recon_unposed", "recon_posed", "mono", "nvs")
 _KIND_OF_MODE = {"pose": "unposed", "recon_unposed": "unposed", "recon_posed": "posed",
-                 "mono": "mono"}
+                 "mono": "mono", "nvs": "gs"}
 
 Predictor = Callable[[object, str], Mapping[str, np.ndarray]]
 
@@ -120,6 +122,11 @@ def evaluate_scene(record, predict: Predictor, modes: Sequence[str], fusion: str
     result: dict[str, dict] = {}
     gt_points = None
     for mode in modes:
+        if mode == "nvs":  # its own view split and prediction (da3_jax.eval.nvs)
+            from da3_jax.eval import nvs
+
+            result[mode] = nvs.evaluate_nvs(record, predict)
+            continue
         kind = _KIND_OF_MODE[mode]
         if kind not in preds:
             preds[kind] = _check_prediction(predict(record, kind), n, kind)

@@ -17,8 +17,9 @@ static, so it also runs under `jit` and inside sharded train steps). Steps:
    `depth = Σ z_i α_i T_i` (gsplat's "RGB+D": alpha-weighted camera z, not normalised).
 
 The transmittance is a cumulative sum of `log(1 - α)` (α <= 0.999 keeps it finite), so autodiff
-through it is stable; binning is index work without gradients. Gradients reach means, quats,
-scales, opacities and colours / SH coefficients (and the camera).
+through it is stable; binning is index work without gradients. Each tile's compositing is
+rematerialised in the backward pass (`jax.checkpoint`), so memory stays O(tiles × capacity).
+Gradients reach means, quats, scales, opacities and colours / SH coefficients (and the camera).
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ def _rasterize(means, quats, scales, opacities, colors, w2c, intrinsics, backgro
     t = jnp.arange(n_tiles)
     origin = jnp.stack([t % tiles_hw[1], t // tiles_hw[1]], -1).astype(dtype) * tile_size
 
+    @jax.checkpoint  # backward recomputes each tile: residuals O(T·C), not O(T·P·C)
     def one_tile(args):
         org, idx, m = args
         return composite_tile(org + local, proj["means2d"][idx], proj["conics"][idx],

@@ -1,7 +1,9 @@
 """The CPU demo schedule (``make demo``): tiny DA3, 56x56 synthetic scenes, minutes on 2 cores.
 
-``--config=experiments/configs/tiny_cpu.py:stage=teacher|pseudo_label|student,data=DIR``
-selects the stage; ``data`` is the directory holding the demo's array_record files
+``--config=experiments/configs/tiny_cpu.py:stage=teacher|pseudo_label|student|nvs,data=DIR``
+selects the stage (``nvs``: the GS-DPT head trained on rendered held-out views with the
+backbone frozen, ``da3_jax.train.nvs``; each scene's last view is the target, the others are
+contexts); ``data`` is the directory holding the demo's array_record files
 (``experiments/demo.py`` writes them: ``reallike_sparse``, ``pseudo``, ``eval``). Without
 ``data`` the student trains on the on-the-fly procedural scenes alone (no pseudo-labels).
 Mesh: one device by default; e.g. ``--config.mesh_shape.data=2 --config.mesh_shape.fsdp=2
@@ -106,7 +108,15 @@ def get_config(arg=None):
         c.data.output = os.path.join(data, "pseudo.array_record")
         c.ransac = common.ransac_config()
         c.optim = common.optim_config(lr=0.0, total_steps=1, warmup_steps=0)
+    elif a.stage == "nvs":
+        c.model.overrides.update(gs_head=True)
+        c.data.pipeline.update(min_views=max(views), max_views=max(views))
+        c.nvs = ml_collections.ConfigDict(dict(
+            context_views=max(views) - 1, mse=1.0, ssim=0.1, depth=0.1, tile_capacity=512))
+        c.optim = common.optim_config(lr=1e-3, total_steps=steps or 300, warmup_steps=20)
+        c.optim.backbone_lr_mult = 0.0  # frozen backbone (the paper's NVS stage)
+        return c
     else:
-        raise ValueError(f"stage must be teacher|pseudo_label|student, got {a.stage!r}")
+        raise ValueError(f"stage must be teacher|pseudo_label|student|nvs, got {a.stage!r}")
     c.optim.backbone_lr_mult = 1.0  # trained from scratch: no pretrained backbone to protect
     return c

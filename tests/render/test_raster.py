@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
+from gsplat.cuda import _torch_impl as impl  # the parity reference (Makefile installs it)
 
 from da3_jax.eval._jax import x64
 from da3_jax.render import project_gaussians, quat_scale_to_covar, rasterize_gaussians, sh_to_rgb
@@ -98,8 +100,6 @@ def test_vmap_over_scenes_and_cameras():
 
 
 def test_projection_and_sh_match_gsplat_torch_reference():
-    torch = pytest.importorskip("torch")
-    impl = pytest.importorskip("gsplat.cuda._torch_impl")
     scene = _scene(g=80, seed=4, z=(-1.0, 5.0))  # some behind the camera, some off-screen
     scene["means"][:5, :2] *= 6.0
     w2c = _w2c()
@@ -135,8 +135,6 @@ def test_projection_and_sh_match_gsplat_torch_reference():
 
 def test_sh_colours_end_to_end():
     """Rendering SH [G, 9, 3] == rendering the gsplat-evaluated colours (brute force)."""
-    torch = pytest.importorskip("torch")
-    impl = pytest.importorskip("gsplat.cuda._torch_impl")
     scene = _scene(g=60, seed=6)
     sh = np.random.default_rng(7).normal(size=(60, 9, 3)) * 0.3
     w2c = _w2c()
