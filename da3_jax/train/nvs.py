@@ -28,12 +28,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from da3_jax.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from da3_jax.model.gs_adapter import gaussian_adapter, map_pdf_to_opacity
-from da3_jax.model.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from da3_jax.render import rasterize_gaussians, render_args
 from da3_jax.train import losses, targets
-from da3_jax.train.da3_tasks import _init_fn, _iter_fn, build_model
-from da3_jax.train.tasks import Task
+from da3_jax.train.da3_tasks import _init_fn, _iter_fn, _pretrained_fn, build_model
+from da3_jax.train.task import Task
 
 
 def _window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
@@ -121,4 +121,5 @@ def nvs_task(config) -> Task:
         del rng
         return nvs_loss(model, params, batch, config.nvs)
 
-    return Task(_init_fn(model, config), loss_fn, _iter_fn(config))
+    return Task(_init_fn(model), loss_fn, _iter_fn(config),
+                load_pretrained=_pretrained_fn(model, config))
