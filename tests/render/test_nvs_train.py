@@ -38,7 +38,7 @@ def _batch(b=2, n=3, seed=0):
 
 
 def test_nvs_stage_trains_heads_with_frozen_backbone():
-    config = tiny_cpu.get_config("stage=nvs,steps=20")
+    config = tiny_cpu.get_config("stage=nvs,steps=20,views=3")
     config.nvs.tile_capacity = 256
     task = get_task(config)
     batch = _batch()
