@@ -3,8 +3,9 @@
 Any config field can be overridden on the command line (``--config.optim.lr=3e-4``) and config
 files accept a sweep argument after ``:`` (``--config=...student_da3_base.py:views=8``). The
 resolved config is written to ``<workdir>/config.json`` before training starts. With
-``config.multihost=True`` the process calls ``jax.distributed.initialize()`` first (TPU pod
-slices need no arguments; multi-node GPU reads the coordinator from the usual env variables).
+``config.multihost=True`` the process joins JAX's distributed runtime first (TPU pod slices
+and SLURM need no arguments; elsewhere set ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``,
+``JAX_PROCESS_ID``; see ``da3_jax.parallel.multihost.maybe_initialize_distributed``).
 Re-running the same command resumes from the latest finalised checkpoint in the workdir.
 
 ``config.task`` picks the job: ``teacher`` / ``student`` (training, ``da3_jax.train.loop``) or

@@ -107,6 +107,7 @@ def compile_plan(
     mesh_shape: dict,
     *,
     train: bool = False,
+    init_only: bool = False,
     batch: int | None = None,
     attention: str | None = None,
     dtype: str | None = None,
@@ -208,13 +209,16 @@ def compile_plan(
                          out_shardings=out_shardings)
 
     t0 = time.perf_counter()
-    with jax.set_mesh(mesh):
-        compiled = jitted.lower(*args).compile()
+    if train and init_only:
+        compiled = init_compiled
+    else:
+        with jax.set_mesh(mesh):
+            compiled = jitted.lower(*args).compile()
     seconds = time.perf_counter() - t0
     n_params = sum(math.prod(x.shape) for x in jax.tree.leaves(abstract_params))
     return {
         "variant": variant,
-        "mode": "train" if train else "forward",
+        "mode": ("train init" if init_only else "train") if train else "forward",
         "views": views,
         "padded_views": n_pad,
         "batch": batch,
@@ -301,6 +305,8 @@ def main(argv=None) -> int:
     p.add_argument("--mesh", default="view=8", help="e.g. view=8 or data=2,fsdp=2,view=2")
     p.add_argument("--batch", type=int, default=None, help="default: data x fsdp")
     p.add_argument("--train", action="store_true", help="forward + backward + AdamW step")
+    p.add_argument("--init-only", action="store_true",
+                   help="with --train: compile only the sharded init of the train state")
     p.add_argument("--attention", default=None, help="attention_impl override")
     p.add_argument("--dtype", default=None, help="compute dtype override (float32, bfloat16)")
     p.add_argument("--device-memory", default=None, help="e.g. 80GB: search the max view count")
@@ -323,6 +329,7 @@ def main(argv=None) -> int:
 
     def plan_fn(views, shape=mesh_shape, devices=None):
         return compile_plan(args.variant, views, size_hw, shape, train=args.train,
+                            init_only=args.init_only,
                             batch=args.batch, attention=args.attention, dtype=args.dtype,
                             devices=devices)
 

@@ -48,6 +48,7 @@ def make_manager(
         save_interval_steps=save_interval_steps,
         create=True,
         enable_async_checkpointing=async_save,
+        cleanup_tmp_directories=True,  # a save cut by a kill leaves a tmp dir; drop it on start
     )
     registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
     state_handler, data_handler = _StateHandler(), grain.checkpoint.CheckpointHandler()

@@ -110,6 +110,8 @@ def init_state(task, tx, rng, batch_spec, mesh, use_ema: bool):
         from da3_jax.parallel import rules
 
         shardings = rules.tree_shardings(jax.eval_shape(make, init_rng, state_rng), mesh)
+        # the keys as global replicated arrays: the same program input on every process
+        init_rng, state_rng = (_replicated(k, mesh) for k in (init_rng, state_rng))
     state = _compiled(jax.jit(make, out_shardings=shardings), "init", init_rng, state_rng)(
         init_rng, state_rng)
     load = getattr(task, "load_pretrained", None)
@@ -120,6 +122,11 @@ def init_state(task, tx, rng, batch_spec, mesh, use_ema: bool):
         if state.ema_params is not None:
             state = state.replace(ema_params=_place(loaded, state.ema_params, target))
     return state, shardings
+
+
+def _replicated(x, mesh):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, NamedSharding(mesh, P()), lambda idx: x[idx])
 
 
 def _compiled(jitted, name, *args):

@@ -35,7 +35,7 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(workdir, processes: int, devices: int, port: int | None = None):
+def _launch(workdir, processes: int, devices: int, port: int | None = None, launched=None):
     cache = pathlib.Path(workdir).parent / "jax_cache"
     procs = []
     for i in range(processes):
@@ -53,10 +53,12 @@ def _launch(workdir, processes: int, devices: int, port: int | None = None):
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "experiments.main", *ARGS, *extra, f"--workdir={workdir}"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+    if launched is not None:
+        launched.extend(procs)
     return procs
 
 
-def _wait(procs, workdir, timeout=300):
+def _wait(procs, workdir, timeout=900):
     for p in procs:
         p.wait(timeout=timeout)
     logs = [(pathlib.Path(workdir).parent / f"{pathlib.Path(workdir).name}.{i}.log").read_text()
@@ -79,8 +81,19 @@ def _check_outputs(workdir):
 
 
 def test_two_processes_match_one_and_resume_after_sigkill(tmp_path):
+    launched = []
+    try:
+        _scenario(tmp_path, launched)
+    finally:  # never leave a training process behind
+        for p in launched:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def _scenario(tmp_path, launched):
     two, one, killed = tmp_path / "two", tmp_path / "one", tmp_path / "killed"
-    runs = _launch(two, 2, 4, _port()) + _launch(one, 1, 8)
+    runs = _launch(two, 2, 4, _port(), launched) + _launch(one, 1, 8, launched=launched)
     _wait(runs[:2], two)
     _wait(runs[2:], one)
     _check_outputs(two)
@@ -91,8 +104,8 @@ def test_two_processes_match_one_and_resume_after_sigkill(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
     # SIGKILL process 1 once a mid-run checkpoint is final; its peer cannot go on alone.
-    procs = _launch(killed, 2, 4, _port())
-    deadline = time.time() + 300
+    procs = _launch(killed, 2, 4, _port(), launched)
+    deadline = time.time() + 900
     while not [s for s in _steps(killed) if 2 <= s < STEPS]:  # listed step dirs are final
         assert time.time() < deadline and all(p.poll() is None for p in procs), \
             (tmp_path / "killed.0.log").read_text()[-3000:]
@@ -105,7 +118,7 @@ def test_two_processes_match_one_and_resume_after_sigkill(tmp_path):
     procs[0].wait()
     assert procs[1].wait() == -signal.SIGKILL
     assert _steps(killed)[-1] < STEPS
-    _wait(_launch(killed, 2, 4, _port()), killed)
+    _wait(_launch(killed, 2, 4, _port(), launched), killed)
     assert "resumed from" in (tmp_path / "killed.0.log").read_text()
     _check_outputs(killed)
     for a, b in zip(*(map(np.ravel, _leaves(t)) for t in (restore_params(two),
