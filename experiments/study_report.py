@@ -97,7 +97,7 @@ def _fmt(v, spec=".3f"):
 
 
 def table(records: list[dict], axes: list[str]) -> str:
-    head = (axes + ["params (M)", "GFLOP/step", "steps", "total PFLOP", "wall (min)",
+    head = (axes + ["params (M)", "GFLOP/step", "steps", "train FLOP", "wall (min)",
                     "CPU (min)", "delta1", "AbsRel", "AUC@3", "AUC@30", "status"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
@@ -107,7 +107,7 @@ def table(records: list[dict], axes: list[str]) -> str:
             _fmt(comp.get("num_params", 0) / 1e6, ".2f"),
             _fmt(flops / 1e9 if flops else None, ".2f"),
             str(fin.get("step", 0)),
-            _fmt(flops * fin["step"] / 1e15 if flops and fin else None, ".4f"),
+            _fmt(flops * fin["step"] if flops and fin else None, ".2e"),
             _fmt(r.get("wall_s", 0) / 60, ".1f"),
             _fmt(r.get("cpu_s", 0) / 60, ".1f"),
         ] + [_fmt(fin.get(k)) for k, _, _ in METRICS] + [
