@@ -317,24 +317,27 @@ def run_study(study, workdir: str, echo=print) -> list[dict]:
 # CLI
 # ---------------------------------------------------------------------------------------------
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Study directory (runs/, study.md, plots/).")
-_PRINT = flags.DEFINE_bool("print-commands", False, "Print one launch command per run and exit.")
-_AGG = flags.DEFINE_bool("aggregate-only", False, "Only write the table and plots.")
-flags.mark_flags_as_required(["config", "workdir"])
+def _define_flags():
+    """CLI flags, defined only when run as a program (``study_report`` imports this module)."""
+    config_flags.DEFINE_config_file("config", None, "Study config file.")
+    flags.DEFINE_string("workdir", None, "Study directory (runs/, study.md, plots/).")
+    flags.DEFINE_bool("print-commands", False, "Print one launch command per run and exit.")
+    flags.DEFINE_bool("aggregate-only", False, "Only write the table and plots.")
+    flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    study, workdir = _CONFIG.value, _WORKDIR.value
-    if _PRINT.value:
+    fv = flags.FLAGS
+    study, workdir = fv.config, fv.workdir
+    if fv["print-commands"].value:
         render_eval(study, workdir)
         for run in expand(study):
             print(launch_command(study, workdir, run))
         return
-    if _AGG.value:
+    if fv["aggregate-only"].value:
         from experiments import study_report
 
         print(study_report.aggregate(study, workdir)["table_path"])
@@ -344,4 +347,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

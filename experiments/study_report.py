@@ -35,7 +35,8 @@ MIN_FIT_POINTS = 3
 def fit_power_law(compute, err) -> dict | None:
     """Least-squares fit of ``log err = log a + b log C``; None without enough usable points.
 
-    Returns ``{'a', 'b', 'n', 'r2'}`` (``r2`` of the log-log fit; 1.0 for an exact law).
+    Returns ``{'a', 'b', 'n', 'r2'}`` (``r2`` of the log-log fit; 1.0 for an exact law); None
+    also for a constant error.
     """
     c = np.asarray(compute, np.float64)
     e = np.asarray(err, np.float64)
@@ -44,10 +45,12 @@ def fit_power_law(compute, err) -> dict | None:
     if len(np.unique(c)) < MIN_FIT_POINTS:
         return None
     x, y = np.log(c), np.log(e)
+    ss = float(np.sum((y - y.mean()) ** 2))
+    if ss == 0.0:  # a constant error (e.g. AUC stuck at 0): nothing to fit
+        return None
     b, log_a = np.polyfit(x, y, 1)
     resid = y - (log_a + b * x)
-    ss = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - float(np.sum(resid**2)) / ss if ss > 0 else 1.0
+    r2 = 1.0 - float(np.sum(resid**2)) / ss
     return {"a": float(math.exp(log_a)), "b": float(b), "n": int(len(c)), "r2": r2}
 
 
@@ -97,7 +100,7 @@ def _fmt(v, spec=".3f"):
 
 
 def table(records: list[dict], axes: list[str]) -> str:
-    head = (axes + ["params (M)", "GFLOP/step", "steps", "total PFLOP", "wall (min)",
+    head = (axes + ["params (M)", "GFLOP/step", "steps", "train FLOP", "wall (min)",
                     "CPU (min)", "delta1", "AbsRel", "AUC@3", "AUC@30", "status"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
@@ -107,7 +110,7 @@ def table(records: list[dict], axes: list[str]) -> str:
             _fmt(comp.get("num_params", 0) / 1e6, ".2f"),
             _fmt(flops / 1e9 if flops else None, ".2f"),
             str(fin.get("step", 0)),
-            _fmt(flops * fin["step"] / 1e15 if flops and fin else None, ".4f"),
+            _fmt(flops * fin["step"] if flops and fin else None, ".2e"),
             _fmt(r.get("wall_s", 0) / 60, ".1f"),
             _fmt(r.get("cpu_s", 0) / 60, ".1f"),
         ] + [_fmt(fin.get(k)) for k, _, _ in METRICS] + [
@@ -133,6 +136,7 @@ def plot_axis(records: list[dict], axis: str, path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     values = list(dict.fromkeys(r["labels"][axis] for r in records))
     colours = plt.get_cmap("tab10")
@@ -154,6 +158,10 @@ def plot_axis(records: list[dict], axis: str, path: str) -> None:
                 ax.plot(c, fit["a"] * c ** fit["b"], "--", color=col, lw=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+        ax.tick_params(axis="y", which="minor", labelsize=6)
         ax.set_xlabel("train compute (FLOPs)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)

@@ -81,6 +81,7 @@ def test_fit_power_law_recovers_exponent():
     assert study_report.fit_power_law(c, noisy)["b"] == pytest.approx(ref, rel=1e-12)
     assert study_report.fit_power_law(c[:2], c[:2] ** -0.5) is None  # too few points
     assert study_report.fit_power_law(c[:3], np.zeros(3)) is None  # no positive error
+    assert study_report.fit_power_law(c, np.ones(c.size)) is None  # constant: nothing to fit
 
 
 def _study_cmd(workdir, *extra):
