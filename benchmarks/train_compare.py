@@ -133,15 +133,20 @@ def torch_da3_loss(out: dict, t: dict, lambda_c: float = 1.0):
     return l_depth + l_ray + l_point + l_cam + l_grad
 
 
-def _cells(text: str) -> list[tuple[str, int]]:
-    """'train:1,forward:8' -> [('train', 1), ('forward', 8)]."""
+def _cells(text: str, dtype: str) -> list[tuple[str, int, str]]:
+    """'train:1,forward:8:bfloat16' -> [('train', 1, dtype), ('forward', 8, 'bfloat16')]."""
     cells = []
     for item in text.split(","):
-        mode, _, n = item.partition(":")
-        if mode not in ("train", "forward") or not n.isdigit() or int(n) < 1:
-            raise ValueError(f"--cells item {item!r}: expected train:N or forward:N")
-        cells.append((mode, int(n)))
+        mode, n, *rest = item.split(":") + [""]
+        d = rest[0] or dtype
+        if mode not in ("train", "forward") or not n.isdigit() or int(n) < 1 or d not in DTYPES:
+            raise ValueError(f"--cells item {item!r}: expected train:N or forward:N, "
+                             f"optionally :dtype ({'|'.join(DTYPES)})")
+        cells.append((mode, int(n), d))
     return cells
+
+
+DTYPES = ("float32", "bfloat16")
 
 
 def _random_images(n: int, hw: tuple[int, int]):
@@ -179,12 +184,11 @@ def worker_official(a):
     caught: dict = {}
     net.head.register_forward_hook(lambda _m, _i, o: caught.update(ray=o["ray"]))
     net.cam_dec.register_forward_hook(lambda _m, _i, o: caught.update(pose_enc=o))
-    bf16 = a.dtype == "bfloat16"
     peak = None
     if dev.type == "cuda":
         peak = (torch.cuda.reset_peak_memory_stats, torch.cuda.max_memory_allocated)
     state: dict = {}  # the cell's tensors, cleared after each cell
-    for mode, n in _cells(a.cells):
+    for mode, n, dtype in _cells(a.cells, a.dtype):
         try:
             if a.inputs:
                 data = np.load(a.inputs.replace("{n}", str(n)))
@@ -200,8 +204,9 @@ def worker_official(a):
                 net.parameters(), lr=OPTIM["lr"], betas=(OPTIM["b1"], OPTIM["b2"]),
                 eps=OPTIM["eps"], weight_decay=OPTIM["weight_decay"])
 
-            def forward():
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            def forward(dtype=dtype):
+                with torch.autocast(dev.type, dtype=torch.bfloat16,
+                                    enabled=dtype == "bfloat16"):
                     out = net(state["x"], None, None, use_ray_pose=False,
                               ref_view_strategy="first")
                 return {**out, **caught}
@@ -221,9 +226,10 @@ def worker_official(a):
                     torch.cuda.synchronize()
                 return r
 
-            yield _measure(a, mode, n, call, peak, {"torch_threads": torch.get_num_threads()})
+            yield _measure(a, mode, n, dtype, call, peak,
+                           {"torch_threads": torch.get_num_threads()})
         except Exception as e:  # noqa: BLE001 - e.g. out of memory: report it, go on
-            yield _error(a, mode, n, e)
+            yield _error(a, mode, n, dtype, e)
         finally:
             state.clear()
             caught.clear()
@@ -237,15 +243,19 @@ def worker_official(a):
 BATCH_KEYS = ("images", "depth", "valid", "extrinsics", "intrinsics", "camera_valid")
 
 
-def _config(model: str, dtype: str):
-    """The benchmark's student-task config (model dtype set; the experiments' optimiser)."""
+def _config(model: str, dtype: str, scan: str = ""):
+    """The benchmark's student-task config (model dtype set; the experiments' optimiser).
+    ``scan``: '' (unrolled blocks) or a remat policy: backbone as `nn.scan` stacks with it."""
     import ml_collections
 
     c = ml_collections.ConfigDict()
     c.task = "student"
     c.seed = 0
     c.batch_size = 1
-    c.model = ml_collections.ConfigDict({"name": model, "overrides": {"dtype": dtype}})
+    overrides = {"dtype": dtype}
+    if scan:
+        overrides.update(scan_layers=True, remat_policy=scan)
+    c.model = ml_collections.ConfigDict({"name": model, "overrides": overrides})
     c.loss = ml_collections.ConfigDict(dict(lambda_c=1.0, beta=1.0, alpha=1.0, ray=1.0,
                                             point=1.0))
     c.optim = ml_collections.ConfigDict(OPTIM)
@@ -265,25 +275,38 @@ def worker_jax(a):
     from da3_jax.train.state import create_state
     from da3_jax.train.step import make_train_step
 
-    config = _config(a.model, a.dtype)
-    task = da3_tasks.student_task(config)
-    model = da3_tasks.build_model(config)
-    params = jax.device_put(load_official(a.load_weights, a.model)[1])
+    config = _config(a.model, a.dtype, a.scan)
+    params = load_official(a.load_weights, a.model)[1]
+    if a.scan:
+        from da3_jax.parallel import scan
+
+        params = scan.to_scanned(params, scan.schedule_from_config(
+            da3_tasks.model_config(config)), at=("backbone", "pretrained"))
+    params = jax.device_put(params)
     tx, schedule = make_optimizer(config.optim, params)
-    step = make_train_step(task.loss_fn, tx, schedule)
     traces = [0]
+    fns = {}
 
-    def fwd(p, x):
-        traces[0] += 1  # runs once per trace (= per compile)
-        return model.apply({"params": p}, x, ref_view_strategy="first")["depth"]
+    def fns_for(dtype):  # (jitted train step, jitted forward) of the model in `dtype`
+        if dtype not in fns:
+            cfg = _config(a.model, dtype, a.scan)
+            model = da3_tasks.build_model(cfg)
 
-    fwd = jax.jit(fwd)
+            def fwd(p, x):
+                traces[0] += 1  # runs once per trace (= per compile)
+                return model.apply({"params": p}, x, ref_view_strategy="first")["depth"]
+
+            fns[dtype] = (make_train_step(da3_tasks.student_task(cfg).loss_fn, tx, schedule),
+                          jax.jit(fwd))
+        return fns[dtype]
+
     dev = jax.devices()[0]
     peak = None if dev.platform == "cpu" else (
         lambda: None, lambda: int((dev.memory_stats() or {}).get("peak_bytes_in_use", 0)))
     state: dict = {}  # the cell's tensors, cleared after each cell
-    for mode, n in _cells(a.cells):
+    for mode, n, dtype in _cells(a.cells, a.dtype):
         try:
+            step, fwd = fns_for(dtype)
             if a.inputs:
                 data = np.load(a.inputs.replace("{n}", str(n)))
                 state["batch"] = {k: jax.device_put(data[k]) for k in BATCH_KEYS if k in data}
@@ -294,22 +317,22 @@ def worker_jax(a):
                 state["train"] = create_state(jax.tree.map(jnp.copy, params), tx,
                                               jax.random.PRNGKey(1))
 
-                def call():
+                def call(step=step):
                     state["train"], metrics = step(state["train"], state["batch"])
                     return jax.block_until_ready(metrics["loss"])
 
                 n_traces = step._cache_size
             else:
-                def call():
+                def call(fwd=fwd):
                     return jax.block_until_ready(fwd(params, state["batch"]["images"]))
 
                 def n_traces():
                     return traces[0]
 
-            yield _measure(a, mode, n, call, peak, {"backend": jax.default_backend()},
+            yield _measure(a, mode, n, dtype, call, peak, {"backend": jax.default_backend()},
                            n_traces=n_traces)
         except Exception as e:  # noqa: BLE001 - e.g. RESOURCE_EXHAUSTED: report it, go on
-            yield _error(a, mode, n, e)
+            yield _error(a, mode, n, dtype, e)
         finally:
             state.clear()
 
@@ -318,12 +341,13 @@ def worker_jax(a):
 # timing, worker entry point, cell runner
 
 
-def _error(a, mode: str, n: int, e: Exception) -> dict:
-    return {"impl": a.worker, "mode": mode, "dtype": a.dtype, "views": n,
+def _error(a, mode: str, n: int, dtype: str, e: Exception) -> dict:
+    return {"impl": a.worker, "mode": mode, "dtype": dtype, "views": n,
             "error": f"{type(e).__name__}: {str(e)[:300]}"}
 
 
-def _measure(a, mode: str, n: int, call, device_peak, extra: dict, n_traces=None) -> dict:
+def _measure(a, mode: str, n: int, dtype: str, call, device_peak, extra: dict,
+             n_traces=None) -> dict:
     """First call (compile / warm-up; gives the step-0 loss), `warmup - 1` more, then `repeats`
     timed calls. Returns wall and CPU times, peaks and the loss of the first call."""
     t0 = time.perf_counter()
@@ -343,7 +367,7 @@ def _measure(a, mode: str, n: int, call, device_peak, extra: dict, n_traces=None
         call()
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    res = {"impl": a.worker, "mode": mode, "dtype": a.dtype, "views": n,
+    res = {"impl": a.worker, "mode": mode, "dtype": dtype, "views": n,
            "times_s": times, "cpu_s": cpu, "median_s": _common.median(times),
            "median_cpu_s": _common.median(cpu), "first_call_s": first_s, "loss0": loss0,
            "peak_reset": reset, "timed_peak_rss_bytes": _common.vm_hwm_bytes(),
@@ -357,8 +381,9 @@ def worker_main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker", required=True, choices=("jax", "official", "matmul"))
     ap.add_argument("--model", default="da3-small")
-    ap.add_argument("--cells", default="train:4", help="mode:N,... (mode train | forward)")
-    ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    ap.add_argument("--cells", default="train:4",
+                    help="mode:N[:dtype],... (mode train | forward; dtype default --dtype)")
+    ap.add_argument("--dtype", default="float32", choices=DTYPES)
     ap.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=2)
@@ -369,6 +394,8 @@ def worker_main(argv=None) -> None:
     ap.add_argument("--width", type=int, default=280)
     ap.add_argument("--save-weights", default="")
     ap.add_argument("--load-weights", default="")
+    ap.add_argument("--scan", default="", help="jax: scanned backbone with this remat policy "
+                    "(none, full, dots, dots_all); default unrolled")
     a = ap.parse_args(argv)
     if a.device == "cpu":
         _common.pin_threads(a.threads)
@@ -395,14 +422,15 @@ def worker_env(device: str) -> dict:
 
 def worker_args(impl: str, model: str, cells: str, dtype: str, *, inputs: str = "",
                 weights: str = "", device: str = "cpu", threads: int = 2, warmup: int = 2,
-                repeats: int = 3, hw: tuple[int, int] = (280, 280)) -> list[str]:
+                repeats: int = 3, hw: tuple[int, int] = (280, 280), scan: str = "") -> list[str]:
+    """Command-line arguments of one worker (see `worker_main`)."""
     args = ["--worker", impl, "--model", model, "--cells", cells, "--dtype", dtype,
             "--device", device, "--threads", str(threads), "--warmup", str(warmup),
             "--repeats", str(repeats), "--height", str(hw[0]), "--width", str(hw[1])]
     if inputs:
         args += ["--inputs", inputs]
     if impl == "jax":
-        args += ["--load-weights", weights]
+        args += ["--load-weights", weights] + (["--scan", scan] if scan else [])
     return args
 
 

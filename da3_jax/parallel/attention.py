@@ -15,7 +15,8 @@ produces.
 
 ``impl`` (config field ``model.attention_impl``) picks the kernel:
   * ``"auto"`` (the model default): resolved at trace time from the default backend through
-    ``AUTO_KERNELS``: ``qblock`` on CPU, ``xla`` on GPU, ``chunked`` on TPU.
+    ``AUTO_KERNELS``: ``qblock`` on CPU, ``xla`` on GPU (cuDNN flash attention; ``chunked``
+    for float32 inputs, where XLA's attention would hold all the logits), ``chunked`` on TPU.
   * ``"dense"``: plain XLA einsum + softmax (reference; O(Lq*Lk) memory).
   * ``"qblock"``: exact softmax mapped over query blocks; same numbers as ``dense``, memory
     linear in the sequence, the fastest kernel on XLA:CPU.
@@ -74,13 +75,19 @@ def split_impl(impl: str) -> tuple[str | None, str]:
     return mode, kernel
 
 
-def resolve_kernel(kernel: str, backend: str | None = None) -> str:
+def resolve_kernel(kernel: str, backend: str | None = None, dtype=None) -> str:
     """``"auto"`` -> the kernel for ``backend`` (default: ``jax.default_backend()``) from
-    ``AUTO_KERNELS``; any other kernel name is returned unchanged."""
+    ``AUTO_KERNELS``; any other kernel name is returned unchanged. On GPU, 'xla' is linear in
+    memory only through cuDNN, i.e. for half-precision inputs: with a ``dtype`` that is not
+    bfloat16 / float16, 'auto' there is 'chunked' (XLA's own attention holds all the logits)."""
     if kernel != "auto":
         return kernel
     backend = backend or jax.default_backend()
-    return AUTO_KERNELS.get(backend, "chunked")
+    kernel = AUTO_KERNELS.get(backend, "chunked")
+    if kernel == "xla" and dtype is not None and jnp.dtype(dtype) not in (jnp.bfloat16,
+                                                                          jnp.float16):
+        return "chunked"
+    return kernel
 
 
 def local_impl(impl: str) -> str:
@@ -382,7 +389,7 @@ def splash_attention(q, k, v, kv_mask=None, *, block: int = SPLASH_BLOCK, interp
 
 def attention_kernel(q, k, v, kv_mask=None, *, kernel: str = "dense"):
     """Run one of ``KERNELS`` on unsharded (or auto-sharded) q/k/v."""
-    kernel = resolve_kernel(kernel)
+    kernel = resolve_kernel(kernel, dtype=q.dtype)
     if kernel == "dense":
         return dense_attention(q, k, v, kv_mask)
     if kernel == "qblock":

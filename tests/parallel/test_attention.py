@@ -133,6 +133,8 @@ def test_bad_inputs_raise(data):
     assert A.local_impl("allgather_view") == "dense"
     assert A.resolve_kernel("auto", "cpu") == "qblock"
     assert A.resolve_kernel("auto", "gpu") == "xla"
+    assert A.resolve_kernel("auto", "gpu", jnp.bfloat16) == "xla"
+    assert A.resolve_kernel("auto", "gpu", jnp.float32) == "chunked"  # linear memory in fp32
     assert A.resolve_kernel("chunked", "cpu") == "chunked"
 
 
