@@ -20,10 +20,18 @@ statistics:
 
 `loop_scene` renders a closed camera loop (the first frames are revisited at the end) in a
 procedural room of `data_pipelines.synthetic` with exact depth. The network path (real
-weights or random ones, for speed / memory) is `da3_jax.infer.streaming.NetworkChunks`.
+weights or random ones, for speed / memory) is `da3_jax.infer.streaming.NetworkChunks`
+(`benchmarks/streaming.py`).
+
+    python -m da3_jax.eval.streaming --frames 600 --hololens ../shared/data/hololens_dvmvs_office
+
+prints the tables of README "Streaming" (ATE / RPE in ground-truth units after a Sim(3)
+alignment, seam consistency, loops closed; mean and range over seeds).
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -154,3 +162,117 @@ def thumbnail_descriptors(images, size: int = 8) -> np.ndarray:
     x = x.reshape(n, -1)
     x -= x.mean(1, keepdims=True)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# The evaluation (python -m da3_jax.eval.streaming)
+
+DEFAULT_NOISE = dict(bend_deg=1.0, bend_scale=0.02, depth_noise=0.01, outliers=0.1)
+
+
+def _metrics(result, gt_w2c) -> dict:
+    from da3_jax.eval.trajectory import ate, rpe, seam_consistency
+
+    out = {"ate": ate(result.w2c, gt_w2c), **rpe(result.w2c, gt_w2c)}
+    if len(result.ranges) > 1:
+        out.update(seam_consistency(result))
+    out["loops"] = sum(lp["used"] for lp in result.loops)
+    return out
+
+
+def evaluate_sequence(images, depth, w2c, k, out_dir: str, chunk: int, overlap: int,
+                      seeds=(0, 1, 2), noise=None, loop_closure=(False, True),
+                      one_shot: bool = True) -> list[dict]:
+    """Oracle runs over one sequence: one-shot (a single chunk of all frames: one gauge, the
+    bend grows with the distance to frame 0) and streaming with/without loop closure; one row
+    per (mode, seed) with ATE / RPE (GT units) and seam consistency."""
+    from da3_jax.infer.streaming import StreamingConfig, StreamingRun
+
+    noise = dict(DEFAULT_NOISE if noise is None else noise)
+    desc = thumbnail_descriptors(images)
+    n = len(depth)
+    modes = ([("one-shot", n, 1, False)] if one_shot else []) + [
+        (f"streaming{' + loop closure' if lc else ''}", chunk, overlap, lc)
+        for lc in loop_closure]
+    rows = []
+    for name, c, o, lc in modes:
+        for seed in seeds:
+            oracle = OracleChunks(depth, w2c, k, desc, seed=seed, **noise)
+            cfg = StreamingConfig(chunk=c, overlap=min(o, c - 1) if c > 3 else 1,
+                                  loop_closure=lc, align_points=1024)
+            if c >= n:  # one chunk: chunk_ranges never aligns, the config is irrelevant
+                cfg = StreamingConfig(chunk=n, overlap=3, align_points=1024)
+            res = StreamingRun(os.path.join(out_dir, f"{name}_{seed}".replace(" ", "")), n,
+                               oracle, cfg).run()
+            rows.append(dict(mode=name, seed=seed, chunk=c, overlap=o, **_metrics(res, w2c)))
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and range over seeds per mode."""
+    out = []
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        sel = [r for r in rows if r["mode"] == mode]
+        agg = {"mode": mode, "seeds": len(sel)}
+        for key in ("ate", "rpe_trans", "rpe_rot_deg", "seam_rel_mean", "loops"):
+            vals = [r[key] for r in sel if key in r]
+            if vals:
+                agg[key] = (float(np.mean(vals)), float(np.min(vals)), float(np.max(vals)))
+        out.append(agg)
+    return out
+
+
+def markdown(title: str, summary: list[dict]) -> str:
+    fmt = lambda v, p=4: "-" if v is None else f"{v[0]:.{p}f} ({v[1]:.{p}f}-{v[2]:.{p}f})"
+    lines = [f"**{title}**", "", "| mode | ATE | RPE trans | RPE rot (deg) | seam rel. depth "
+             "diff | loops |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for s in summary:
+        lines.append(f"| {s['mode']} | {fmt(s.get('ate'))} | {fmt(s.get('rpe_trans'))} | "
+                     f"{fmt(s.get('rpe_rot_deg'), 3)} | {fmt(s.get('seam_rel_mean'))} | "
+                     f"{fmt(s.get('loops'), 1)} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    import argparse
+    import json
+    import time
+
+    p = argparse.ArgumentParser(description="Streaming evaluation with the oracle predictor")
+    p.add_argument("--out", default="runs/streaming_eval")
+    p.add_argument("--frames", type=int, default=600)
+    p.add_argument("--size", default="48x64", help="HxW of the procedural loop")
+    p.add_argument("--chunk", type=int, default=24)
+    p.add_argument("--overlap", type=int, default=8)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--hololens", default=None, help="path of shared/data/hololens_dvmvs_office")
+    args = p.parse_args(argv)
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    h, w = (int(v) for v in args.size.split("x"))
+    os.makedirs(args.out, exist_ok=True)
+    report = {}
+    t0 = time.time()
+    images, depth, w2c, k = loop_scene(args.frames, h, w)
+    rows = evaluate_sequence(images, depth, w2c, k, os.path.join(args.out, "loop"), args.chunk,
+                             args.overlap, seeds)
+    report["loop"] = rows
+    print(markdown(f"Procedural loop: {args.frames} frames {h}x{w}, chunk {args.chunk} / "
+                   f"overlap {args.overlap}, oracle noise {DEFAULT_NOISE}, seeds {seeds}",
+                   summarise(rows)), flush=True)
+    if args.hololens:
+        from data_pipelines.readers.rgbd import read_hololens_clip
+
+        rec = read_hololens_clip(args.hololens)
+        rows = evaluate_sequence(rec.images, rec.depth, rec.extrinsics, rec.intrinsics,
+                                 os.path.join(args.out, "hololens"), 6, 3, seeds,
+                                 loop_closure=(False,))
+        report["hololens"] = rows
+        print(markdown(f"HoloLens clip ({len(rec.depth)} frames, sensor depth with holes), "
+                       "chunk 6 / overlap 3", summarise(rows)), flush=True)
+    with open(os.path.join(args.out, "report.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"({time.time() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

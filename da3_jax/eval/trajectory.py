@@ -45,7 +45,8 @@ def ate(pred_w2c, gt_w2c) -> float:
 
 
 def rpe(pred_w2c, gt_w2c, delta: int = 1) -> dict:
-    """Relative pose error over frame pairs ``(i, i + delta)`` after Sim(3) alignment:
+    """Relative pose error over all frame pairs ``(i, i + delta)`` (evo ``all_pairs=True``)
+    after Sim(3) alignment:
     ``E = inv(inv(Q_i) Q_j) inv(P_i) P_j`` (c2w, P aligned); returns the translation RMSE
     (``rpe_trans``, GT units) and the mean rotation angle (``rpe_rot_deg``)."""
     p, _ = align_trajectory(pred_w2c, gt_w2c)

@@ -151,13 +151,15 @@ _points = jax.jit(points_from_depth, static_argnames=("pixel_center",))
 
 def sample_points(chunk: Chunk, frames, pixels) -> tuple[np.ndarray, np.ndarray]:
     """Chunk-frame points ``[M, 3]`` and confidences ``[M]`` at ``pixels`` (flat indices
-    ``[F, m]``) of ``frames`` (global ids, ``F``); pixel-centre unprojection."""
+    ``[F, m]``) of ``frames`` (global ids, ``F``); pixel-centre unprojection. Pixels without a
+    depth get confidence NaN (excluded by `fit_sim3`)."""
     pts, confs = [], []
     for f, idx in zip(chunk.local(frames), pixels, strict=True):
         p = np.asarray(_points(chunk.depth[f], chunk.extrinsics[f], chunk.intrinsics[f],
                                pixel_center=0.5)).reshape(-1, 3)
-        pts.append(p[idx])
-        confs.append(chunk.conf[f].reshape(-1)[idx])
+        d = chunk.depth[f].reshape(-1)[idx]
+        pts.append(p[idx])  # pixels without depth (<= 0, non-finite) get a NaN confidence
+        confs.append(np.where(np.isfinite(d) & (d > 0), chunk.conf[f].reshape(-1)[idx], np.nan))
     return np.concatenate(pts), np.concatenate(confs)
 
 
