@@ -6,7 +6,11 @@ Model: ``da3_jax.model.DA3(get_config(config.model.name) + config.model.override
     depth: only the affine-invariant shape is supervised). Camera modules are disabled by the
     teacher configs (``cam_enc = cam_dec = False``).
   * student: multi-view; targets normalised per scene in view 0's frame
-    (``targets.make_targets``); loss ``losses.da3_loss``; ``ref_view_strategy='first'``.
+    (``targets.make_targets``); loss ``losses.da3_loss`` (ray term weighted by ``ray_conf``);
+    ``ref_view_strategy='first'``; known cameras for ``config.pose_cond_frac`` of each batch's
+    samples (``_student_forward``), so the camera encoder is trained.
+Data: ``config.data.train_sources`` (array_record) plus the optional on-the-fly procedural
+source ``config.data.synthetic`` (``synthetic_source``).
 Eval hook: ``evaluate.evaluate_records`` on ``config.data.eval`` records (student only).
 """
 
