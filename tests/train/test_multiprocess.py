@@ -58,7 +58,7 @@ def _launch(workdir, processes: int, devices: int, port: int | None = None, laun
     return procs
 
 
-def _wait(procs, workdir, timeout=900):
+def _wait(procs, workdir, timeout=1800):
     for p in procs:
         p.wait(timeout=timeout)
     logs = [(pathlib.Path(workdir).parent / f"{pathlib.Path(workdir).name}.{i}.log").read_text()
@@ -105,7 +105,7 @@ def _scenario(tmp_path, launched):
 
     # SIGKILL process 1 once a mid-run checkpoint is final; its peer cannot go on alone.
     procs = _launch(killed, 2, 4, _port(), launched)
-    deadline = time.time() + 900
+    deadline = time.time() + 1800
     while not [s for s in _steps(killed) if 2 <= s < STEPS]:  # listed step dirs are final
         assert time.time() < deadline and all(p.poll() is None for p in procs), \
             (tmp_path / "killed.0.log").read_text()[-3000:]
