@@ -39,8 +39,10 @@ demo: install-core
 	$(PY) -m experiments.demo --workdir=runs/demo
 
 # CPU scaling study (model size x prediction targets), resumable: rerun to continue.
+STUDY_STEPS ?= 600
 study: install-core
-	$(PY) -m experiments.study --config=experiments/studies/cpu_scaling.py --workdir=runs/study
+	$(PY) -m experiments.study --config=experiments/studies/cpu_scaling.py:steps=$(STUDY_STEPS) \
+	    --workdir=runs/study-$(STUDY_STEPS)
 
 lint: install
 	$(PY) -m ruff check .

@@ -18,7 +18,7 @@ import ml_collections
 
 from experiments.configs import common
 
-STEPS = 1000
+STEPS = 600
 XS = ["model.overrides.depth=4", "model.overrides.embed_dim=96", "model.overrides.num_heads=2",
       "model.overrides.out_layers=(0, 1, 2, 3)", "model.overrides.head_features=16",
       "model.overrides.head_out_channels=(16, 32, 48, 64)"]
