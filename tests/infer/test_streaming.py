@@ -233,3 +233,17 @@ def test_view_descriptor_is_pooled_backbone_feature(predictor, soh_paths):
     ref /= np.linalg.norm(ref, axis=-1, keepdims=True)
     assert pred.descriptor.shape == (2, tokens.shape[-1])
     np.testing.assert_allclose(pred.descriptor, ref, atol=1e-5)
+
+
+def test_posed_chunks_keep_the_input_gauge(loop120, tmp_path):
+    """With input poses the predictor returns chunks already in the input world: no
+    alignment is applied (every node is the identity) and the poses come out unchanged."""
+    _, depth, w2c, k = loop120
+    predict = lambda f: dict(depth=depth[f], conf=np.ones_like(depth[f]), extrinsics=w2c[f],
+                             intrinsics=k[f])
+    res = StreamingRun(tmp_path, len(depth), predict, StreamingConfig(chunk=16, overlap=8),
+                       posed=True).run()
+    np.testing.assert_array_equal(res.world_from_chunk, np.tile(np.eye(4), (len(res.ranges),
+                                                                            1, 1)))
+    np.testing.assert_allclose(res.w2c, w2c, atol=1e-6)
+    np.testing.assert_allclose(res.depth(37), depth[37], rtol=1e-6)
