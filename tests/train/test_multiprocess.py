@@ -3,7 +3,7 @@ runtime on localhost, gloo collectives) vs 1 process x 8 devices, launched exact
 README's command; then a SIGKILL of one process mid-run and a restart of both.
 
 Checks: final params agree (2x4 vs 1x8; killed-and-resumed 2x4 vs uninterrupted) to 3e-5
-(measured 2x4 vs 1x8: 1.4e-5 at most after 8 AdamW steps, the losses to 1e-6: gloo sums in
+(measured 2x4 vs 1x8: 1.4e-5 at most after 8 AdamW steps, the losses to 4e-5: gloo sums in
 another order than the in-process all-reduce); one metrics log with every step exactly once;
 one checkpoint series. The runs share a JAX
 persistent compilation cache (the 2-process programs compile once), which keeps the test's
