@@ -2,10 +2,11 @@
 runtime on localhost, gloo collectives) vs 1 process x 8 devices, launched exactly as the
 README's command; then a SIGKILL of one process mid-run and a restart of both.
 
-Checks: final params agree (2x4 vs 1x8; killed-and-resumed 2x4 vs uninterrupted) to 3e-5
-(measured 2x4 vs 1x8: 1.4e-5 at most after 8 AdamW steps, the losses to 4e-5: gloo sums in
-another order than the in-process all-reduce); one metrics log with every step exactly once;
-one checkpoint series. The runs share a JAX
+Checks: final params agree (2x4 vs 1x8; killed-and-resumed 2x4 vs uninterrupted) to 1e-4
+(measured 2x4 vs 1x8 in two runs: 1.4e-5 and 4.6e-5 at most after 8 AdamW steps at lr 1e-3,
+losses to 4e-5 relative: gloo sums in another order than the in-process all-reduce, and
+Adam's normalised update amplifies that on near-zero gradients); one metrics log with every
+step exactly once; one checkpoint series. The runs share a JAX
 persistent compilation cache (the 2-process programs compile once), which keeps the test's
 CPU time to about what the first 2-process run and the 1-process run cost.
 """
