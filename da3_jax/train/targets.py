@@ -47,6 +47,8 @@ def make_targets(batch: dict, ray_hw: tuple[int, int]) -> dict:
     if camera_valid is None:
         camera_valid = jnp.ones(depth.shape[:2], bool)
     camera_valid = camera_valid.astype(bool)
+    if batch.get("view_mask") is not None:  # padding views (pipeline): no camera / ray / point term
+        camera_valid = camera_valid & batch["view_mask"].astype(bool)
     ndepth, w2c, scale = normalize_scene(depth, valid, batch["extrinsics"], k)
     k_ray = geometry.rescale_intrinsics(k, ray_hw[1] / hw[1], ray_hw[0] / hw[0])
     origins, dirs = geometry.camera_rays(w2c, k_ray, ray_hw, pixel_center=0.5)
