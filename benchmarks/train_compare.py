@@ -95,7 +95,8 @@ def _official_net(name: str):
 def torch_da3_loss(out: dict, t: dict, lambda_c: float = 1.0):
     """`da3_jax.train.losses.da3_loss` (all weights 1) in torch: same terms, masks, means.
 
-    out: depth, depth_conf [B,N,H,W], ray [B,N,h,w,6], pose_enc [B,N,9]; t: the targets.
+    out: depth, depth_conf [B,N,H,W], ray [B,N,h,w,6], ray_conf [B,N,h,w], pose_enc [B,N,9];
+    t: the targets.
     """
     import torch
     import torch.nn.functional as F
@@ -120,7 +121,9 @@ def torch_da3_loss(out: dict, t: dict, lambda_c: float = 1.0):
                       valid[..., 1:, :] * valid[..., :-1, :]))
     cam_hw = cam[..., None, None].expand(*cam.shape, *ray.shape[-3:-1])
     err = (clean(ray, cam_hw) - clean(t["ray"], cam_hw)).abs()
-    l_ray = mmean(err[..., 0:3].sum(-1) + err[..., 3:6].sum(-1), cam_hw)
+    rc = clean(out["ray_conf"].float(), cam_hw, 1.0)  # confidence-weighted, as ray_loss
+    l_ray = mmean(rc * (err[..., 0:3].sum(-1) + err[..., 3:6].sum(-1)) - lambda_c * torch.log(rc),
+                  cam_hw)
     err = (clean(out["pose_enc"].float(), cam) - clean(t["pose_enc"], cam)).abs()
     l_cam = mmean(err[..., 0:3].sum(-1) + err[..., 3:7].sum(-1) + err[..., 7:9].sum(-1), cam)
     b, n, h, w = depth.shape
@@ -182,7 +185,8 @@ def worker_official(a):
     initial = copy.deepcopy(net.state_dict())
     net = net.to(dev)
     caught: dict = {}
-    net.head.register_forward_hook(lambda _m, _i, o: caught.update(ray=o["ray"]))
+    net.head.register_forward_hook(lambda _m, _i, o: caught.update(ray=o["ray"],
+                                                                 ray_conf=o["ray_conf"]))
     net.cam_dec.register_forward_hook(lambda _m, _i, o: caught.update(pose_enc=o))
     peak = None
     if dev.type == "cuda":

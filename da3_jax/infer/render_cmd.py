@@ -16,17 +16,20 @@ from __future__ import annotations
 import sys
 import time
 
+# ``da3_jax.render.trajectory.MODES``, copied so that `da3-jax --help` imports no jax (a test
+# checks the two agree).
+TRAJECTORY_MODES = ("smooth", "interpolate", "wander", "dolly_zoom")
+
 
 def add_parser(sub) -> None:
-    """Register the `render` subcommand on the CLI's subparsers."""
-    from da3_jax.model.preprocess import METHODS
-    from da3_jax.render.trajectory import MODES
+    """Register the `render` subcommand on the CLI's subparsers (light: no jax import)."""
+    from da3_jax.infer.cli import PROCESS_RES_METHODS as METHODS
 
     r = sub.add_parser("render", help="novel-view video through the predicted 3D Gaussians")
     r.add_argument("input", help="image, folder of images, video or COLMAP folder")
     r.add_argument("--checkpoint", required=True, help="checkpoint of a model with a GS head")
     r.add_argument("--out", required=True, help="output directory")
-    r.add_argument("--trajectory", default="smooth", choices=MODES)
+    r.add_argument("--trajectory", default="smooth", choices=TRAJECTORY_MODES)
     r.add_argument("--render-hw", default=None, help="HxW of the video (default: processed size)")
     r.add_argument("--fps", type=float, default=1.0, help="video input frame sampling rate")
     r.add_argument("--video-fps", type=int, default=24)

@@ -120,6 +120,10 @@ def test_help_imports_no_jax():
     from da3_jax.model.preprocess import METHODS
 
     assert cli.PROCESS_RES_METHODS == METHODS
+    from da3_jax.infer.render_cmd import TRAJECTORY_MODES
+    from da3_jax.render.trajectory import MODES
+
+    assert TRAJECTORY_MODES == tuple(MODES)
     code = ("import sys; from da3_jax.infer import cli\n"
             "try:\n    cli.main(['predict', '--help'])\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in ('jax', 'flax', 'trimesh', 'cv2') if m in sys.modules))")

@@ -59,7 +59,11 @@ CASES = [
     ("da3-small", 4, (112, 112), True, "saddle_balanced"),
     ("da3-base", 1, (112, 168), True, "saddle_balanced"),
     ("da3-base", 2, (112, 112), False, "saddle_balanced"),
-    ("da3-base", 4, (112, 168), False, "saddle_sim_range"),
+    # 'saddle_sim_range' is not compared through the network: for cls tokens that are all
+    # positively similar (random images: cosine ~0.995) the two views of the most similar pair
+    # tie exactly in exact arithmetic, so the pick follows float rounding (measured gap 4e-8).
+    # tests/model/test_ref_view.py checks that selection against float64 instead.
+    ("da3-base", 4, (112, 168), False, "middle"),
 ]
 
 

@@ -130,7 +130,7 @@ def test_bad_inputs_raise(data):
     with pytest.raises(ValueError, match="suffix"):
         A.split_impl("chunked:dense")
     assert A.split_impl("ring_view:chunked") == ("ring_view", "chunked")
-    assert A.local_impl("allgather_view") == "dense"
+    assert A.local_impl("allgather_view") == "auto"  # no suffix: the per-device default (issue 14)
     assert A.resolve_kernel("auto", "cpu") == "qblock"
     assert A.resolve_kernel("auto", "gpu") == "xla"
     assert A.resolve_kernel("auto", "gpu", jnp.bfloat16) == "xla"
