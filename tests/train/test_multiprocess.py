@@ -26,7 +26,10 @@ from da3_jax.train.checkpoint import restore_params
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STEPS = 8
-ARGS = [f"--config=experiments/configs/tiny_cpu.py:stage=student,steps={STEPS},batch=4",
+# The README command with a smaller student (4 blocks, 1 cross-view, 2 views, one forward per
+# batch) so that CI's 2 cores run the three launches in a few minutes.
+ARGS = [f"--config=experiments/configs/tiny_cpu.py:stage=student,steps={STEPS},batch=4,"
+        "depth=4,xview=1,views=2,pose_cond=0",
         "--config.mesh_shape.data=2", "--config.mesh_shape.fsdp=2",
         "--config.mesh_shape.view=2", "--config.checkpoint_every=2", "--config.log_every=1",
         "--config.progress=False", "--config.keep_checkpoints=10"]
