@@ -34,12 +34,13 @@ def get_config(arg=None):
     c.batch_size = a.batch
     c.model = ml_collections.ConfigDict(
         {"name": "da3-tiny", "overrides": dict(MODEL), "targets": "depth_ray_cam"})
+    pipeline = c.data.pipeline  # the demo recipe's sampling (reference_view='first', ...)
     c.data = ml_collections.ConfigDict()
     c.data.train_sources = ()  # none: on-the-fly procedural scenes (pipeline.default_sources)
     c.data.eval_sources = ()
-    c.data.pipeline = ml_collections.ConfigDict(dict(
-        image_hw=(a.res, a.res), min_views=a.views, max_views=a.views, zoom_range=(1.0, 1.0),
-        photometric=False, num_threads=1, prefetch_buffer_size=2,
+    c.data.pipeline = pipeline
+    c.data.pipeline.update(dict(
+        image_hw=(a.res, a.res), min_views=a.views, max_views=a.views,
         synthetic_num_scenes=1_000_000, synthetic_num_views=a.views, synthetic_hw=(a.res, a.res),
         synthetic_seed=0, synthetic_trajectory_probs=(0.0, 1.0, 0.0)))
     c.optim.total_steps = a.steps

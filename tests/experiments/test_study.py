@@ -150,3 +150,18 @@ def test_study_runs_resumes_after_sigkill_and_aggregates(tmp_path):
     lines = [x for x in printed.stdout.splitlines() if "experiments.main" in x]
     assert len(lines) == 2
     assert "--config.seed=0 " in lines[0] and "--config.seed=1 " in lines[1]
+
+
+def test_study_base_samples_views_as_the_demo_recipe():
+    """The study's base config varies resolution, view count and the data source, and keeps
+    every other sampling field of the demo student (``reference_view='first'`` above all: a
+    random training reference leaves pose at chance, experiments/README.md)."""
+    from experiments.configs import study_cpu, tiny_cpu
+
+    demo = tiny_cpu.get_config("stage=student").data.pipeline
+    base = study_cpu.get_config("views=3,res=28").data.pipeline
+    assert base.reference_view == "first"
+    assert (tuple(base.image_hw), base.min_views, base.max_views) == ((28, 28), 3, 3)
+    for key, value in demo.items():
+        if key not in ("image_hw", "min_views", "max_views"):
+            assert base[key] == value, key
