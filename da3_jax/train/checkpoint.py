@@ -12,8 +12,10 @@ this by ignoring step directories orbax does not report as finalised.
 
 Robustness: ``restore_latest`` tries the finalised steps newest first and falls back, with a
 warning, to the newest one that restores (a corrupt or truncated latest checkpoint does not
-end the run). Paths go through ``etils.epath`` (orbax's path library): a ``gs://`` work dir is
-used as such. ``restore_params(workdir)`` reads a run's params back as host NumPy arrays.
+end the run). In a multi-process run every process restores the same step: process 0's step
+list is broadcast, and a step counts as readable only if it restored on every process. Paths
+go through ``etils.epath`` (orbax's path library): a ``gs://`` work dir is used as such.
+``restore_params(workdir)`` reads a run's params back as host NumPy arrays.
 
 Replica-parallel saving is off for this manager's ``state`` item: orbax's default (on every
 platform but an explicit ``JAX_PLATFORMS=gpu``) splits each replicated ``jax.Array`` into
@@ -134,27 +136,67 @@ def _is_remote(path: epath.Path) -> bool:
     return "://" in str(path)
 
 
-def restore_latest(manager: ocp.CheckpointManager, state, data_iter=None, warn=None):
+def restore_latest(manager: ocp.CheckpointManager, state, data_iter=None, warn=None,
+                   all_ok=None):
     """``(step, state)`` from the newest finalised checkpoint that restores, or None if there is
     none. A step that fails to restore (corrupt, truncated, wrong structure) is reported through
     ``warn`` (and the log) and the next older one is tried; if every one fails, raises
-    ValueError listing them."""
+    ValueError listing them.
+
+    Multi-process runs restore the same step on every process: the candidate steps are process
+    0's list (``broadcast_one_to_all``), and a step is kept only if it restored on *every*
+    process (``all_ok``, default :func:`all_processes_ok`, a ``process_allgather`` of each
+    process's success); otherwise all of them move on to the next older step together.
+    ``all_ok(ok: bool) -> bool`` is a parameter so the agreement can be tested in one process.
+    """
+    all_ok = all_processes_ok if all_ok is None else all_ok
     manager.reload()
-    steps = sorted((s for s in manager.all_steps() if _is_finalized(manager, s)), reverse=True)
+    steps = agreed_steps(
+        sorted((s for s in manager.all_steps() if _is_finalized(manager, s)), reverse=True))
     errors = []
     for step in steps:
         try:
-            return step, restore(manager, step, state, data_iter)
+            restored, error = restore(manager, step, state, data_iter), None
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: try an older one
-            msg = (f"checkpoint step {step} in {manager.directory} is unreadable "
-                   f"({type(e).__name__}: {str(e)[:200]}); falling back to an older step")
-            log.warning(msg)
-            if warn is not None:
-                warn(f"WARNING: {msg}")
-            errors.append(f"{step}: {type(e).__name__}")
+            restored, error = None, f"{type(e).__name__}: {str(e)[:200]}"
+        if all_ok(error is None):
+            return step, restored
+        reason = error or "unreadable on another process"
+        msg = (f"checkpoint step {step} in {manager.directory} is unreadable ({reason}); "
+               f"falling back to an older step")
+        log.warning(msg)
+        if warn is not None:
+            warn(f"WARNING: {msg}")
+        errors.append(f"{step}: {reason.split(':')[0]}")
     if errors:
         raise ValueError(f"no readable checkpoint in {manager.directory}: {errors}")
     return None
+
+
+MAX_CANDIDATE_STEPS = 64
+
+
+def agreed_steps(steps: list[int]) -> list[int]:
+    """Process 0's candidate steps (its newest ``MAX_CANDIDATE_STEPS``) on every process."""
+    if jax.process_count() == 1:
+        return list(steps)
+    from jax.experimental import multihost_utils
+
+    buf = np.full(MAX_CANDIDATE_STEPS, -1, np.int32)
+    head = np.asarray(steps[:MAX_CANDIDATE_STEPS], np.int32)
+    buf[:len(head)] = head
+    buf = np.asarray(multihost_utils.broadcast_one_to_all(buf))
+    return [int(s) for s in buf if s >= 0]
+
+
+def all_processes_ok(ok: bool) -> bool:
+    """True iff ``ok`` is True on every process (a ``process_allgather``; local in one process)."""
+    if jax.process_count() == 1:
+        return bool(ok)
+    from jax.experimental import multihost_utils
+
+    flags = multihost_utils.process_allgather(np.asarray(ok, np.int32))
+    return bool(np.all(np.asarray(flags)))
 
 
 def restore_params(workdir: str | epath.PathLike, step: int | None = None,
