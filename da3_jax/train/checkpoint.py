@@ -53,7 +53,7 @@ def make_manager(
         cleanup_tmp_directories=True,  # a save cut by a kill leaves a tmp dir; drop it on start
     )
     registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
-    state_handler, data_handler = _StateHandler(), grain.checkpoint.CheckpointHandler()
+    state_handler, data_handler = _StateHandler(), _DataHandler()
     registry.add("state", ocp.args.StandardSave, state_handler)
     registry.add("state", ocp.args.StandardRestore, state_handler)
     registry.add("data", grain.checkpoint.CheckpointSave, data_handler)
@@ -78,9 +78,35 @@ def _type_registry():
     return th.create_type_handler_registry(*pairs)
 
 
-class _StateHandler(ocp.StandardCheckpointHandler):
+class _RestoreFailed:
+    """What an item's handler returns when its restore raised on this process (see
+    ``_CapturesRestoreErrors``); ``restore`` raises ``error`` once orbax's restore is over."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+class _CapturesRestoreErrors:
+    """Handler mixin: a failing item restore returns ``_RestoreFailed`` instead of raising.
+
+    orbax ends every restore with a cross-process barrier ('Checkpointer:restore'). A process
+    whose read raised inside the handler would skip it, and the processes' collectives would
+    no longer pair up (measured: 'sync_global_devices name mismatch', then the distributed
+    runtime shuts down). Returning the error keeps every process on the same path through
+    orbax; ``restore_latest`` then agrees on success across processes.
+    """
+
+    def restore(self, directory, *args, **kwargs):
+        try:
+            return super().restore(directory, *args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - re-raised by ``restore`` after the barrier
+            return _RestoreFailed(e)
+
+
+class _StateHandler(_CapturesRestoreErrors, ocp.StandardCheckpointHandler):
     """``StandardCheckpointHandler`` (so ``ocp.args.StandardSave/Restore`` keep working) whose
-    PyTree implementation uses :func:`_type_registry` (no replica-parallel saves)."""
+    PyTree implementation uses :func:`_type_registry` (no replica-parallel saves); restore
+    errors captured (``_CapturesRestoreErrors``)."""
 
     def __init__(self):
         super().__init__()
@@ -96,6 +122,10 @@ class _StateHandler(ocp.StandardCheckpointHandler):
             use_ocdbt=True,
             type_handler_registry=_type_registry(),
         )
+
+
+class _DataHandler(_CapturesRestoreErrors, grain.checkpoint.CheckpointHandler):
+    """Grain's iterator handler, with restore errors captured (``_CapturesRestoreErrors``)."""
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_iter=None, force=False) -> bool:
@@ -128,8 +158,16 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state, data_iter
     items = {"state": ocp.args.StandardRestore(target)}
     if data_iter is not None:
         items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
+    return _restore_items(manager, step, items)["state"]
+
+
+def _restore_items(manager: ocp.CheckpointManager, step: int, items: dict) -> dict:
+    """``manager.restore`` of ``items`` at ``step``; raises the first item's restore error."""
     restored = manager.restore(int(step), args=ocp.args.Composite(**items))
-    return restored["state"]
+    for name in items:
+        if isinstance(restored[name], _RestoreFailed):
+            raise restored[name].error
+    return restored
 
 
 def _is_remote(path: epath.Path) -> bool:
@@ -219,8 +257,8 @@ def restore_params(workdir: str | epath.PathLike, step: int | None = None,
                              f"available: {sorted(manager.all_steps())}")
         meta = manager.item_metadata(int(step))["state"]
         target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), _tree_of(meta))
-        restored = manager.restore(int(step), args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target)))["state"]
+        restored = _restore_items(manager, step, {"state": ocp.args.StandardRestore(target)})[
+            "state"]
     finally:
         manager.close()
     use_ema = restored.get("ema_params") is not None if ema is None else ema

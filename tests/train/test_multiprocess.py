@@ -9,6 +9,10 @@ Adam's normalised update amplifies that on near-zero gradients); one metrics log
 step exactly once; one checkpoint series. The runs share a JAX
 persistent compilation cache (the 2-process programs compile once), which keeps the test's
 CPU time to about what the first 2-process run and the 1-process run cost.
+
+``test_processes_agree_on_the_restored_step``: 2 processes x 2 devices save three steps of a
+sharded array; step 3 then fails to read on process 1 only (a host-local read error, injected
+in its orbax handler); both processes must restore step 2 (about 9 s wall).
 """
 
 import json
@@ -133,7 +137,70 @@ def _scenario(tmp_path, launched):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
 
 
+def test_processes_agree_on_the_restored_step(tmp_path):
+    port, procs = _port(), []
+    try:
+        for i in range(2):
+            env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+                       XLA_FLAGS="--xla_force_host_platform_device_count=2")
+            procs.append(subprocess.Popen(
+                [sys.executable, __file__, f"localhost:{port}", str(i), str(tmp_path)],
+                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert all(p.returncode == 0 for p in procs), "\n\n".join(o[-3000:] for o in outs)
+    results = [json.loads(o.splitlines()[-1]) for o in outs]
+    assert [r["step"] for r in results] == [2, 2]
+    assert all(r["values"] == [2.0] for r in results)  # every local shard is step 2's
+    assert "unreadable on another process" in outs[0] and "injected read error" in outs[1]
+
+
+def _restore_worker(coordinator, process_id, workdir):
+    """One process of ``test_processes_agree_on_the_restored_step``."""
+    import jax
+
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=2,
+                               process_id=int(process_id))
+    import orbax.checkpoint as ocp
+    from jax.experimental import multihost_utils
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from da3_jax.train import checkpoint as ckpt_lib
+
+    sharding = NamedSharding(jax.make_mesh((4,), ("fsdp",)), P("fsdp"))
+    manager = ckpt_lib.make_manager(workdir, async_save=False)
+    for step in (1, 2, 3):
+        full = np.full((8,), float(step), np.float32)
+        ckpt_lib.save(manager, step, {
+            "w": jax.make_array_from_callback((8,), sharding, lambda idx, x=full: x[idx])})
+    manager.wait_until_finished()
+    multihost_utils.sync_global_devices("saved")
+    if jax.process_index() == 1:  # step 3 unreadable here only
+        read = ocp.StandardCheckpointHandler.restore
+
+        def failing_read(self, directory, *args, **kwargs):
+            if pathlib.Path(directory).parent.name == "3":
+                raise OSError("injected read error")
+            return read(self, directory, *args, **kwargs)
+
+        ocp.StandardCheckpointHandler.restore = failing_read
+    target = {"w": jax.ShapeDtypeStruct((8,), np.float32, sharding=sharding)}
+    step, state = ckpt_lib.restore_latest(manager, target, warn=print)
+    manager.close()
+    values = np.unique(np.concatenate([np.asarray(s.data) for s in state["w"].addressable_shards]))
+    print(json.dumps({"step": step, "values": values.tolist()}), flush=True)
+
+
 def _leaves(tree):
     import jax
 
     return jax.tree.leaves(tree)
+
+
+if __name__ == "__main__":
+    _restore_worker(*sys.argv[1:])
