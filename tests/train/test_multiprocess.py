@@ -2,10 +2,11 @@
 runtime on localhost, gloo collectives) vs 1 process x 8 devices, launched exactly as the
 README's command; then a SIGKILL of one process mid-run and a restart of both.
 
-Checks: final params agree (2x4 vs 1x8; killed-and-resumed 2x4 vs uninterrupted) to 1e-4
-(measured 2x4 vs 1x8 in two runs: 1.4e-5 and 4.6e-5 at most after 8 AdamW steps at lr 1e-3,
-losses to 4e-5 relative: gloo sums in another order than the in-process all-reduce, and
-Adam's normalised update amplifies that on near-zero gradients); one metrics log with every
+Checks: final params agree (2x4 vs 1x8; killed-and-resumed 2x4 vs uninterrupted) to 1e-5
+absolute (measured on this student, 8 AdamW steps at lr 1e-3: 2x4 vs 1x8 3.6e-6 at most, on
+DPT refinenet conv kernels of magnitude 0.19; a second 1x8 run is bit-identical to the first,
+so the difference is gloo summing the cross-process all-reduce in another order than the
+in-process one, not run-to-run noise; losses agree to 6e-8 relative); one metrics log with every
 step exactly once; one checkpoint series. The runs share a JAX
 persistent compilation cache (the 2-process programs compile once), which keeps the test's
 CPU time to about what the first 2-process run and the 1-process run cost.
@@ -111,7 +112,7 @@ def _scenario(tmp_path, launched):
     ref = restore_params(one)
     for a, b in zip(*(map(np.ravel, _leaves(t)) for t in (ref, restore_params(two))),
                     strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
     # SIGKILL process 1 once a mid-run checkpoint is final; its peer cannot go on alone.
     procs = _launch(killed, 2, 4, _port(), launched)
@@ -134,7 +135,7 @@ def _scenario(tmp_path, launched):
     for a, b in zip(*(map(np.ravel, _leaves(t)) for t in (restore_params(two),
                                                            restore_params(killed))),
                     strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
 
 def test_processes_agree_on_the_restored_step(tmp_path):
