@@ -111,13 +111,17 @@ def compile_plan(
     batch: int | None = None,
     attention: str | None = None,
     dtype: str | None = None,
+    scan_layers: bool = False,
+    remat: str | None = None,
     devices=None,
 ) -> dict:
     """Compile DA3 ``variant`` for ``views`` views of ``size_hw`` on ``mesh_shape``; return the
     per-device memory/FLOPs report (dict). ``devices`` defaults to the first
     prod(mesh_shape) devices. ``attention``: config ``attention_impl`` override (default:
     'allgather_view:<the config's kernel>' on a view axis > 1, i.e. 'allgather_view:auto' for the
-    default config; else the config's)."""
+    default config; else the config's). ``scan_layers`` / ``remat``: the model's
+    ``scan_layers`` and ``remat_policy`` (XLA then compiles one scanned block per stack instead
+    of every block: giant's train step compiles in minutes instead of not finishing)."""
     import math
 
     import jax
@@ -144,6 +148,10 @@ def compile_plan(
         cfg.attention_impl = "allgather_view:" + attn_lib.local_impl(cfg.attention_impl)
     if dtype is not None:
         cfg.dtype = dtype
+    if scan_layers:
+        cfg.scan_layers = True
+    if remat is not None:
+        cfg.remat_policy = remat
     model = DA3(cfg)
     data_par = shape["data"] * shape["fsdp"]
     batch = batch or data_par
@@ -228,6 +236,8 @@ def compile_plan(
         "devices": n_dev,
         "attention_impl": cfg.attention_impl,
         "dtype": cfg.dtype,
+        "scan_layers": bool(cfg.get("scan_layers", False)),
+        "remat_policy": cfg.get("remat_policy", "none"),
         "params": n_params,
         "per_device": _memory(compiled),
         "flops_per_device": _flops(compiled),
@@ -278,7 +288,8 @@ def _print_report(r: dict) -> None:
     print(f"{r['variant']} {r['mode']}: {r['views']} views (padded {r['padded_views']}) x "
           f"{r['size_hw'][0]}x{r['size_hw'][1]} (HxW, {r['tokens_per_view']} tokens/view), "
           f"batch {r['batch']}, mesh {r['mesh']}, attention {r['attention_impl']}, "
-          f"dtype {r['dtype']}")
+          f"dtype {r['dtype']}"
+          + (f", scanned layers (remat {r['remat_policy']})" if r["scan_layers"] else ""))
     print(f"  per device: peak {_human(m['peak_bytes'])}  (arguments {_human(m['argument_bytes'])},"
           f" outputs {_human(m['output_bytes'])}, temporaries {_human(m['temp_bytes'])})")
     print(f"  FLOPs per device: {r['flops_per_device']:.3e}   compile {r['compile_seconds']} s")
@@ -309,6 +320,10 @@ def main(argv=None) -> int:
                    help="with --train: compile only the sharded init of the train state")
     p.add_argument("--attention", default=None, help="attention_impl override")
     p.add_argument("--dtype", default=None, help="compute dtype override (float32, bfloat16)")
+    p.add_argument("--scan-layers", action="store_true",
+                   help="the backbone as scanned stacks (config scan_layers; one block compiled)")
+    p.add_argument("--remat", default=None,
+                   help="remat policy of the scanned blocks: none, full, dots, dots_all")
     p.add_argument("--device-memory", default=None, help="e.g. 80GB: search the max view count")
     p.add_argument("--compare-single", action="store_true",
                    help="also compile on one device and report the per-device peak ratio")
@@ -331,7 +346,7 @@ def main(argv=None) -> int:
         return compile_plan(args.variant, views, size_hw, shape, train=args.train,
                             init_only=args.init_only,
                             batch=args.batch, attention=args.attention, dtype=args.dtype,
-                            devices=devices)
+                            scan_layers=args.scan_layers, remat=args.remat, devices=devices)
 
     report = plan_fn(args.views)
     if args.compare_single:

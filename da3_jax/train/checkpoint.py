@@ -12,8 +12,10 @@ this by ignoring step directories orbax does not report as finalised.
 
 Robustness: ``restore_latest`` tries the finalised steps newest first and falls back, with a
 warning, to the newest one that restores (a corrupt or truncated latest checkpoint does not
-end the run). Paths go through ``etils.epath`` (orbax's path library): a ``gs://`` work dir is
-used as such. ``restore_params(workdir)`` reads a run's params back as host NumPy arrays.
+end the run). In a multi-process run every process restores the same step: process 0's step
+list is broadcast, and a step counts as readable only if it restored on every process. Paths
+go through ``etils.epath`` (orbax's path library): a ``gs://`` work dir is used as such.
+``restore_params(workdir)`` reads a run's params back as host NumPy arrays.
 
 Replica-parallel saving is off for this manager's ``state`` item: orbax's default (on every
 platform but an explicit ``JAX_PLATFORMS=gpu``) splits each replicated ``jax.Array`` into
@@ -51,7 +53,7 @@ def make_manager(
         cleanup_tmp_directories=True,  # a save cut by a kill leaves a tmp dir; drop it on start
     )
     registry = ocp.handlers.DefaultCheckpointHandlerRegistry()
-    state_handler, data_handler = _StateHandler(), grain.checkpoint.CheckpointHandler()
+    state_handler, data_handler = _StateHandler(), _DataHandler()
     registry.add("state", ocp.args.StandardSave, state_handler)
     registry.add("state", ocp.args.StandardRestore, state_handler)
     registry.add("data", grain.checkpoint.CheckpointSave, data_handler)
@@ -76,9 +78,35 @@ def _type_registry():
     return th.create_type_handler_registry(*pairs)
 
 
-class _StateHandler(ocp.StandardCheckpointHandler):
+class _RestoreFailed:
+    """What an item's handler returns when its restore raised on this process (see
+    ``_CapturesRestoreErrors``); ``restore`` raises ``error`` once orbax's restore is over."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+class _CapturesRestoreErrors:
+    """Handler mixin: a failing item restore returns ``_RestoreFailed`` instead of raising.
+
+    orbax ends every restore with a cross-process barrier ('Checkpointer:restore'). A process
+    whose read raised inside the handler would skip it, and the processes' collectives would
+    no longer pair up (measured: 'sync_global_devices name mismatch', then the distributed
+    runtime shuts down). Returning the error keeps every process on the same path through
+    orbax; ``restore_latest`` then agrees on success across processes.
+    """
+
+    def restore(self, directory, *args, **kwargs):
+        try:
+            return super().restore(directory, *args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - re-raised by ``restore`` after the barrier
+            return _RestoreFailed(e)
+
+
+class _StateHandler(_CapturesRestoreErrors, ocp.StandardCheckpointHandler):
     """``StandardCheckpointHandler`` (so ``ocp.args.StandardSave/Restore`` keep working) whose
-    PyTree implementation uses :func:`_type_registry` (no replica-parallel saves)."""
+    PyTree implementation uses :func:`_type_registry` (no replica-parallel saves); restore
+    errors captured (``_CapturesRestoreErrors``)."""
 
     def __init__(self):
         super().__init__()
@@ -94,6 +122,10 @@ class _StateHandler(ocp.StandardCheckpointHandler):
             use_ocdbt=True,
             type_handler_registry=_type_registry(),
         )
+
+
+class _DataHandler(_CapturesRestoreErrors, grain.checkpoint.CheckpointHandler):
+    """Grain's iterator handler, with restore errors captured (``_CapturesRestoreErrors``)."""
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_iter=None, force=False) -> bool:
@@ -126,35 +158,83 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state, data_iter
     items = {"state": ocp.args.StandardRestore(target)}
     if data_iter is not None:
         items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
+    return _restore_items(manager, step, items)["state"]
+
+
+def _restore_items(manager: ocp.CheckpointManager, step: int, items: dict) -> dict:
+    """``manager.restore`` of ``items`` at ``step``; raises the first item's restore error."""
     restored = manager.restore(int(step), args=ocp.args.Composite(**items))
-    return restored["state"]
+    for name in items:
+        if isinstance(restored[name], _RestoreFailed):
+            raise restored[name].error
+    return restored
 
 
 def _is_remote(path: epath.Path) -> bool:
     return "://" in str(path)
 
 
-def restore_latest(manager: ocp.CheckpointManager, state, data_iter=None, warn=None):
+def restore_latest(manager: ocp.CheckpointManager, state, data_iter=None, warn=None,
+                   all_ok=None):
     """``(step, state)`` from the newest finalised checkpoint that restores, or None if there is
     none. A step that fails to restore (corrupt, truncated, wrong structure) is reported through
     ``warn`` (and the log) and the next older one is tried; if every one fails, raises
-    ValueError listing them."""
+    ValueError listing them.
+
+    Multi-process runs restore the same step on every process: the candidate steps are process
+    0's list (``broadcast_one_to_all``), and a step is kept only if it restored on *every*
+    process (``all_ok``, default :func:`all_processes_ok`, a ``process_allgather`` of each
+    process's success); otherwise all of them move on to the next older step together.
+    ``all_ok(ok: bool) -> bool`` is a parameter so the agreement can be tested in one process.
+    """
+    all_ok = all_processes_ok if all_ok is None else all_ok
     manager.reload()
-    steps = sorted((s for s in manager.all_steps() if _is_finalized(manager, s)), reverse=True)
+    steps = agreed_steps(
+        sorted((s for s in manager.all_steps() if _is_finalized(manager, s)), reverse=True))
     errors = []
     for step in steps:
         try:
-            return step, restore(manager, step, state, data_iter)
+            restored, error = restore(manager, step, state, data_iter), None
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: try an older one
-            msg = (f"checkpoint step {step} in {manager.directory} is unreadable "
-                   f"({type(e).__name__}: {str(e)[:200]}); falling back to an older step")
-            log.warning(msg)
-            if warn is not None:
-                warn(f"WARNING: {msg}")
-            errors.append(f"{step}: {type(e).__name__}")
+            restored, error = None, f"{type(e).__name__}: {str(e)[:200]}"
+        if all_ok(error is None):
+            return step, restored
+        reason = error or "unreadable on another process"
+        msg = (f"checkpoint step {step} in {manager.directory} is unreadable ({reason}); "
+               f"falling back to an older step")
+        log.warning(msg)
+        if warn is not None:
+            warn(f"WARNING: {msg}")
+        errors.append(f"{step}: {reason.split(':')[0]}")
     if errors:
         raise ValueError(f"no readable checkpoint in {manager.directory}: {errors}")
     return None
+
+
+MAX_CANDIDATE_STEPS = 64
+
+
+def agreed_steps(steps: list[int]) -> list[int]:
+    """Process 0's candidate steps (its newest ``MAX_CANDIDATE_STEPS``) on every process."""
+    if jax.process_count() == 1:
+        return list(steps)
+    from jax.experimental import multihost_utils
+
+    buf = np.full(MAX_CANDIDATE_STEPS, -1, np.int32)
+    head = np.asarray(steps[:MAX_CANDIDATE_STEPS], np.int32)
+    buf[:len(head)] = head
+    buf = np.asarray(multihost_utils.broadcast_one_to_all(buf))
+    return [int(s) for s in buf if s >= 0]
+
+
+def all_processes_ok(ok: bool) -> bool:
+    """True iff ``ok`` is True on every process (a ``process_allgather``; local in one process)."""
+    if jax.process_count() == 1:
+        return bool(ok)
+    from jax.experimental import multihost_utils
+
+    flags = multihost_utils.process_allgather(np.asarray(ok, np.int32))
+    return bool(np.all(np.asarray(flags)))
 
 
 def restore_params(workdir: str | epath.PathLike, step: int | None = None,
@@ -177,8 +257,8 @@ def restore_params(workdir: str | epath.PathLike, step: int | None = None,
                              f"available: {sorted(manager.all_steps())}")
         meta = manager.item_metadata(int(step))["state"]
         target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), _tree_of(meta))
-        restored = manager.restore(int(step), args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target)))["state"]
+        restored = _restore_items(manager, step, {"state": ocp.args.StandardRestore(target)})[
+            "state"]
     finally:
         manager.close()
     use_ema = restored.get("ema_params") is not None if ema is None else ema

@@ -34,6 +34,32 @@ def test_corrupt_latest_checkpoint_falls_back_with_a_warning(tmp_path):
     mgr.close()
 
 
+def test_every_process_restores_the_same_step(tmp_path):
+    """Step 2 restores here, but (as ``all_ok`` reports, standing in for the cross-process
+    ``process_allgather``) not on another process: this process must fall back to step 1 too."""
+    mgr = ckpt_lib.make_manager(tmp_path, async_save=False)
+    for step in (1, 2):
+        ckpt_lib.save(mgr, step, {"w": jnp.full((4,), float(step)), "step": jnp.int32(step)})
+    mgr.wait_until_finished()
+    local = []
+
+    def another_process_fails_step_2(ok):
+        local.append(ok)
+        return ok and len(local) > 1
+
+    target = {"w": jnp.zeros((4,)), "step": jnp.int32(0)}
+    warnings = []
+    step, state = ckpt_lib.restore_latest(mgr, target, warn=warnings.append,
+                                          all_ok=another_process_fails_step_2)
+    mgr.close()
+    assert local == [True, True]  # step 2 did restore locally, and was still rejected
+    assert step == 1 and np.allclose(state["w"], 1.0) and int(state["step"]) == 1
+    assert len(warnings) == 1 and "step 2" in warnings[0] and "another process" in warnings[0]
+    # one process: the agreement is the local result, and the candidates are the local ones
+    assert ckpt_lib.all_processes_ok(True) and not ckpt_lib.all_processes_ok(False)
+    assert ckpt_lib.agreed_steps([7, 3]) == [7, 3]
+
+
 def test_metrics_are_not_repeated_after_a_resume(tmp_path):
     w = MetricWriter(tmp_path, echo=None)
     for step in range(1, 6):
