@@ -28,6 +28,8 @@ junk and are dropped with ``unpad_views``).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
@@ -89,26 +91,30 @@ def view_token_mask(batch: int, num_views: int, num_padded: int, tokens_per_view
     return jnp.broadcast_to(mask, (batch, num_padded * tokens_per_view))
 
 
-def _with_lse(kernel: str):
+def _with_lse(kernel: str, chunk_size: int | None = None):
     if kernel == "auto":  # the ring merge needs the logsumexp: the linear-memory kernel
         kernel = "chunked"
     if kernel == "dense":
         return attn_lib.dense_attention_with_lse
     if kernel == "chunked":
-        return attn_lib.chunked_attention_with_lse
+        if chunk_size is None:
+            return attn_lib.chunked_attention_with_lse
+        return functools.partial(attn_lib.chunked_attention_with_lse, chunk_size=chunk_size)
     raise ValueError(f"ring_view supports kernels 'dense' and 'chunked'; got {kernel!r}")
 
 
-def _allgather_local(q, k, v, kv_mask, *, kernel: str, axis: str):
+def _allgather_local(q, k, v, kv_mask, *, kernel: str, axis: str, chunk_size=None):
     k = jax.lax.all_gather(k, axis, axis=1, tiled=True)
     v = jax.lax.all_gather(v, axis, axis=1, tiled=True)
     if kv_mask is not None:
         kv_mask = jax.lax.all_gather(kv_mask, axis, axis=1, tiled=True)
+    if chunk_size is not None and attn_lib.resolve_kernel(kernel, dtype=q.dtype) == "chunked":
+        return attn_lib.chunked_attention(q, k, v, kv_mask, chunk_size=chunk_size)
     return attn_lib.attention_kernel(q, k, v, kv_mask, kernel=kernel)
 
 
-def _ring_local(q, k, v, kv_mask, *, kernel: str, axis: str, size: int):
-    attend = jax.checkpoint(_with_lse(kernel))
+def _ring_local(q, k, v, kv_mask, *, kernel: str, axis: str, size: int, chunk_size=None):
+    attend = jax.checkpoint(_with_lse(kernel, chunk_size))
     perm = [(i, (i + 1) % size) for i in range(size)]
     out, lse = attend(q, k, v, kv_mask)
 
@@ -135,6 +141,7 @@ def view_sharded_attention(
     kernel: str = "auto",
     mesh=None,
     axis: str = VIEW_AXIS,
+    chunk_size: int | None = None,
 ) -> jax.Array:
     """Cross-view attention with the token axis of q/k/v sharded over mesh axis ``axis``.
 
@@ -145,6 +152,8 @@ def view_sharded_attention(
     or views not padded) this also falls back to ``attention_kernel`` under automatic sharding:
     still exact, but not view-parallel, so pad views (``padded_view_count``) for cross-view
     attention and prefer ``attention.local_impl(impl)`` for within-view attention.
+    ``chunk_size``: KV chunk of the 'chunked' kernel (default ``attention.DEFAULT_CHUNK``); the
+    per-device working set of the backward is O(L/V * chunk) in both modes.
     """
     if mode not in attn_lib.VIEW_MODES:
         raise ValueError(f"mode must be one of {attn_lib.VIEW_MODES}; got {mode!r}")
@@ -159,12 +168,13 @@ def view_sharded_attention(
         return attn_lib.attention_kernel(q, k, v, kv_mask, kernel=kernel)
     if mode == "allgather_view":
         def local(q, k, v, m):
-            return _allgather_local(q, k, v, m, kernel=kernel, axis=axis)
+            return _allgather_local(q, k, v, m, kernel=kernel, axis=axis, chunk_size=chunk_size)
     else:
         _with_lse(kernel)  # validate before tracing the shard_map body
 
         def local(q, k, v, m):
-            return _ring_local(q, k, v, m, kernel=kernel, axis=axis, size=size)
+            return _ring_local(q, k, v, m, kernel=kernel, axis=axis, size=size,
+                               chunk_size=chunk_size)
 
     if mode == "ring_view" and kv_mask is None:
         kv_mask = jnp.ones(k.shape[:2], jnp.bool_)  # travels the ring with its K/V block
