@@ -13,10 +13,12 @@ the compiler pass through untouched):
     O(L*H*Dh), plus the kernel's working set (O(L/V * L) for 'dense', O(L/V * block) for
     'auto' = 'qblock' on CPU / 'chunked'). One collective per global block; fastest when K/V fit.
   * ``ring``: K/V blocks travel around the ring (``ppermute``) while each device merges the
-    partial results with an online softmax (log-sum-exp merge). Memory per device stays
-    O(L/V) for K/V; V-1 neighbour exchanges instead of one all-gather. Each step is
-    rematerialised in the backward pass. Per-device kernel: 'chunked' (also for 'auto', the
-    default) or 'dense'.
+    partial results with an online softmax (log-sum-exp merge). Forward memory per device
+    stays O(L/V) for K/V; V-1 neighbour exchanges instead of one all-gather. Each step's
+    kernel is rematerialised in the backward pass, but the scan over ring steps keeps every
+    step's residuals (its K/V block, partial output), so the backward is O(L) per device
+    (measured: benchmarks/ring_memory.py, README). Per-device kernel: 'chunked' (also for
+    'auto', the default) or 'dense'.
 
 Both are exact (same maths as dense attention) and differentiable.
 
