@@ -13,10 +13,12 @@ the compiler pass through untouched):
     O(L*H*Dh), plus the kernel's working set (O(L/V * L) for 'dense', O(L/V * block) for
     'auto' = 'qblock' on CPU / 'chunked'). One collective per global block; fastest when K/V fit.
   * ``ring``: K/V blocks travel around the ring (``ppermute``) while each device merges the
-    partial results with an online softmax (log-sum-exp merge). Memory per device stays
-    O(L/V) for K/V; V-1 neighbour exchanges instead of one all-gather. Each step is
-    rematerialised in the backward pass. Per-device kernel: 'chunked' (also for 'auto', the
-    default) or 'dense'.
+    partial results with an online softmax (log-sum-exp merge). Forward memory per device
+    stays O(L/V) for K/V; V-1 neighbour exchanges instead of one all-gather. With the
+    'chunked' kernel (also for 'auto', the default) the ring has its own VJP
+    (``_ring_chunked``): the backward runs the ring again with dK/dV travelling beside K/V,
+    keeping O(L/V) per device (measured: benchmarks/ring_memory.py, README). With 'dense',
+    each step is rematerialised and the scan keeps every step's residuals: O(L).
 
 Both are exact (same maths as dense attention) and differentiable.
 
@@ -27,6 +29,8 @@ junk and are dropped with ``unpad_views``).
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -89,26 +93,97 @@ def view_token_mask(batch: int, num_views: int, num_padded: int, tokens_per_view
     return jnp.broadcast_to(mask, (batch, num_padded * tokens_per_view))
 
 
-def _with_lse(kernel: str):
+def _with_lse(kernel: str, chunk_size: int | None = None):
     if kernel == "auto":  # the ring merge needs the logsumexp: the linear-memory kernel
         kernel = "chunked"
     if kernel == "dense":
         return attn_lib.dense_attention_with_lse
     if kernel == "chunked":
-        return attn_lib.chunked_attention_with_lse
+        if chunk_size is None:
+            return attn_lib.chunked_attention_with_lse
+        return functools.partial(attn_lib.chunked_attention_with_lse, chunk_size=chunk_size)
     raise ValueError(f"ring_view supports kernels 'dense' and 'chunked'; got {kernel!r}")
 
 
-def _allgather_local(q, k, v, kv_mask, *, kernel: str, axis: str):
+def _allgather_local(q, k, v, kv_mask, *, kernel: str, axis: str, chunk_size=None):
     k = jax.lax.all_gather(k, axis, axis=1, tiled=True)
     v = jax.lax.all_gather(v, axis, axis=1, tiled=True)
     if kv_mask is not None:
         kv_mask = jax.lax.all_gather(kv_mask, axis, axis=1, tiled=True)
+    if chunk_size is not None and attn_lib.resolve_kernel(kernel, dtype=q.dtype) == "chunked":
+        return attn_lib.chunked_attention(q, k, v, kv_mask, chunk_size=chunk_size)
     return attn_lib.attention_kernel(q, k, v, kv_mask, kernel=kernel)
 
 
-def _ring_local(q, k, v, kv_mask, *, kernel: str, axis: str, size: int):
-    attend = jax.checkpoint(_with_lse(kernel))
+def _ring_merge(out, lse, out_i, lse_i):
+    """Online-softmax merge of two partial results (out [B, L, H, Dh], lse [B, L, H])."""
+    lse_new = jnp.logaddexp(lse, lse_i)
+    out = (out * jnp.exp(lse - lse_new)[..., None] + out_i * jnp.exp(lse_i - lse_new)[..., None])
+    return out, lse_new
+
+
+def _ring_forward(q, k, v, kv_mask, axis, size, chunk):
+    """The ring with the chunked kernel: (out float32 [B, L, H, Dh], lse float32 [B, L, H])."""
+    perm = [(i, (i + 1) % size) for i in range(size)]
+    attend = functools.partial(attn_lib.chunked_attention_with_lse, chunk_size=chunk)
+    out, lse = attend(q, k, v, kv_mask)
+
+    def step(carry, _):
+        out, lse, k, v, m = carry
+        k, v, m = (jax.lax.ppermute(x, axis, perm) for x in (k, v, m))
+        out, lse = _ring_merge(out, lse, *attend(q, k, v, m))
+        return (out, lse, k, v, m), None
+
+    (out, lse, _, _, _), _ = jax.lax.scan(step, (out, lse, k, v, kv_mask), None,
+                                          length=size - 1)
+    return out, lse
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+def _ring_chunked(q, k, v, kv_mask, axis, size, chunk):
+    return _ring_forward(q, k, v, kv_mask, axis, size, chunk)[0].astype(q.dtype)
+
+
+def _ring_chunked_fwd(q, k, v, kv_mask, axis, size, chunk):
+    out, lse = _ring_forward(q, k, v, kv_mask, axis, size, chunk)
+    return out.astype(q.dtype), (q, k, v, kv_mask, out, jnp.transpose(lse, (0, 2, 1)))
+
+
+def _ring_chunked_bwd(axis, size, chunk, res, d_out):
+    """Flash-style ring backward: K/V blocks travel the ring again, each with its dK/dV
+    accumulator; every device adds its queries' contribution with the final logsumexp (the
+    chunked kernel's backward), and one last hop brings dK/dV home. Keeps only O(L/V)."""
+    q, k, v, kv_mask, out, lse = res
+    perm = [(i, (i + 1) % size) for i in range(size)]
+    zero_dlse = jnp.zeros(q.shape[:3], jnp.float32)
+
+    def grads(k, v, m):
+        dq, dk, dv, _ = attn_lib._chunked_core_bwd(chunk, (q, k, v, m, out, lse),
+                                                    (d_out, zero_dlse))
+        return dq.astype(jnp.float32), dk.astype(jnp.float32), dv.astype(jnp.float32)
+
+    dq, dk, dv = grads(k, v, kv_mask)
+
+    def step(carry, _):
+        dq, k, v, m, dk, dv = carry
+        k, v, m, dk, dv = (jax.lax.ppermute(x, axis, perm) for x in (k, v, m, dk, dv))
+        dq_i, dk_i, dv_i = grads(k, v, m)
+        return (dq + dq_i, k, v, m, dk + dk_i, dv + dv_i), None
+
+    (dq, _, _, _, dk, dv), _ = jax.lax.scan(step, (dq, k, v, kv_mask, dk, dv), None,
+                                            length=size - 1)
+    dk, dv = (jax.lax.ppermute(x, axis, perm) for x in (dk, dv))  # back to their owners
+    return dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), None
+
+
+_ring_chunked.defvjp(_ring_chunked_fwd, _ring_chunked_bwd)
+
+
+def _ring_local(q, k, v, kv_mask, *, kernel: str, axis: str, size: int, chunk_size=None):
+    if kernel in ("auto", "chunked"):
+        chunk = min(int(chunk_size or attn_lib.DEFAULT_CHUNK), k.shape[1])
+        return _ring_chunked(q, k, v, kv_mask, axis, size, chunk)
+    attend = jax.checkpoint(_with_lse(kernel, chunk_size))
     perm = [(i, (i + 1) % size) for i in range(size)]
     out, lse = attend(q, k, v, kv_mask)
 
@@ -135,6 +210,7 @@ def view_sharded_attention(
     kernel: str = "auto",
     mesh=None,
     axis: str = VIEW_AXIS,
+    chunk_size: int | None = None,
 ) -> jax.Array:
     """Cross-view attention with the token axis of q/k/v sharded over mesh axis ``axis``.
 
@@ -145,6 +221,8 @@ def view_sharded_attention(
     or views not padded) this also falls back to ``attention_kernel`` under automatic sharding:
     still exact, but not view-parallel, so pad views (``padded_view_count``) for cross-view
     attention and prefer ``attention.local_impl(impl)`` for within-view attention.
+    ``chunk_size``: KV chunk of the 'chunked' kernel (default ``attention.DEFAULT_CHUNK``); the
+    per-device working set of the backward is O(L/V * chunk) in both modes.
     """
     if mode not in attn_lib.VIEW_MODES:
         raise ValueError(f"mode must be one of {attn_lib.VIEW_MODES}; got {mode!r}")
@@ -159,12 +237,13 @@ def view_sharded_attention(
         return attn_lib.attention_kernel(q, k, v, kv_mask, kernel=kernel)
     if mode == "allgather_view":
         def local(q, k, v, m):
-            return _allgather_local(q, k, v, m, kernel=kernel, axis=axis)
+            return _allgather_local(q, k, v, m, kernel=kernel, axis=axis, chunk_size=chunk_size)
     else:
         _with_lse(kernel)  # validate before tracing the shard_map body
 
         def local(q, k, v, m):
-            return _ring_local(q, k, v, m, kernel=kernel, axis=axis, size=size)
+            return _ring_local(q, k, v, m, kernel=kernel, axis=axis, size=size,
+                               chunk_size=chunk_size)
 
     if mode == "ring_view" and kv_mask is None:
         kv_mask = jnp.ones(k.shape[:2], jnp.bool_)  # travels the ring with its K/V block

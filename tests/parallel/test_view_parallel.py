@@ -71,6 +71,30 @@ def test_view_parallel_equals_reference(data, shape, impl):
         np.testing.assert_allclose(got, want, atol=5e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["allgather_view", "ring_view"])
+def test_chunk_size_reaches_the_per_device_kernel(data, mode):
+    """``chunk_size=2``: the ring attends 9 keys per step (3 views of 3 tokens) in 5 chunks,
+    all-gather all 18 keys in 9 chunks; the kernel scans over the chunks after the first."""
+    (q, k, v, g), (ref_out, ref_grads) = data
+    mesh = make_mesh({"view": 2, "data": 4})
+
+    def fwd_and_grads(q, k, v, g):
+        fn = functools.partial(vp.view_sharded_attention, mode=mode, kernel="chunked",
+                               chunk_size=2)
+        out, pullback = jax.vjp(fn, q, k, v)
+        return out, pullback(g)
+
+    with jax.set_mesh(mesh):
+        args = [jax.device_put(x, NamedSharding(mesh, P(None, "view"))) for x in (q, k, v, g)]
+        lowered = jax.jit(fwd_and_grads).lower(*args)
+        out, grads = lowered.compile()(*args)
+    chunks = 5 if mode == "ring_view" else 9
+    assert f"tensor<{chunks - 1}x2x2x2x4xf32>" in lowered.as_text()  # [C-1, B, chunk, H, Dh]
+    np.testing.assert_allclose(out, ref_out, atol=2e-5, rtol=1e-5)
+    for got, want in zip(grads, ref_grads, strict=True):
+        np.testing.assert_allclose(got, want, atol=5e-5, rtol=1e-4)
+
+
 def test_unpadded_sharded_views_and_errors(data):
     (q, k, v, g), (ref_out, _) = data
     mesh = make_mesh({"view": 2, "data": 4})  # 6 views divide the view axis: no padding
