@@ -21,6 +21,7 @@ home is `da3_jax.convert.naming`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -47,8 +48,82 @@ def _align_corners_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, 
     return i0, i1, lam1
 
 
+def _align_corners_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """The same interpolation as a dense float32 `[n_out, n_in]` matrix: row o holds
+    (1 - lambda1) at i0 and lambda1 at i1 (summed where i0 == i1)."""
+    i0, i1, l1 = _align_corners_taps(n_in, n_out)
+    m = np.zeros((n_out, n_in), np.float32)
+    rows = np.arange(n_out)
+    np.add.at(m, (rows, i0), np.float32(1) - l1)
+    np.add.at(m, (rows, i1), l1)
+    return m
+
+
+def _transposed_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """The transpose of the interpolation as K gathers: `(idx, wt)`, both `[K, n_in]`.
+
+    Column i of the `[n_out, n_in]` matrix has at most K nonzeros (K is about
+    n_out / n_in + 2), at rows idx[:, i] with weights wt[:, i] (padding: row 0, weight 0).
+    """
+    m = _align_corners_matrix(n_in, n_out)
+    k = max(int((m[:, i] != 0).sum()) for i in range(n_in))
+    idx = np.zeros((k, n_in), np.int32)
+    wt = np.zeros((k, n_in), np.float32)
+    for i in range(n_in):
+        rows = np.nonzero(m[:, i])[0]
+        idx[: len(rows), i] = rows
+        wt[: len(rows), i] = m[rows, i]
+    return idx, wt
+
+
+def _transposed_resize_axis(g: jnp.ndarray, n_in: int, axis: int) -> jnp.ndarray:
+    """Applies the transposed interpolation along `axis` of `g` (length n_out -> n_in)."""
+    idx, wt = _transposed_taps(n_in, g.shape[axis])
+    shape = [1] * g.ndim
+    shape[axis] = n_in
+    out = None
+    for k in range(idx.shape[0]):
+        term = jnp.take(g, idx[k], axis=axis) * jnp.asarray(wt[k], g.dtype).reshape(shape)
+        out = term if out is None else out + term
+    return out
+
+
+def _gather_resize(x: jnp.ndarray, size: tuple[int, int]) -> jnp.ndarray:
+    _, h, w, _ = x.shape
+    i0, i1, l1 = _align_corners_taps(h, size[0])
+    l1 = jnp.asarray(l1, x.dtype)[None, :, None, None]
+    x = jnp.take(x, i0, axis=1) * (1 - l1) + jnp.take(x, i1, axis=1) * l1
+    j0, j1, m1 = _align_corners_taps(w, size[1])
+    m1 = jnp.asarray(m1, x.dtype)[None, None, :, None]
+    return jnp.take(x, j0, axis=2) * (1 - m1) + jnp.take(x, j1, axis=2) * m1
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _resize(x: jnp.ndarray, size: tuple[int, int]) -> jnp.ndarray:
+    return _gather_resize(x, size)
+
+
+def _resize_fwd(x, size):
+    return _gather_resize(x, size), (x.shape[1], x.shape[2])
+
+
+def _resize_bwd(size, in_hw, g):
+    # The gathers' own gradient is a serial scatter-add (about 11x the forward on XLA:CPU,
+    # benchmarks/RESULTS.md §10.2). The resize is linear, so its transpose is written as a few
+    # gathers from the output grid, one per nonzero of each column of the interpolation
+    # matrix. W is reduced first, so the H pass reads the smaller array.
+    g = _transposed_resize_axis(g, in_hw[1], axis=2)
+    return (_transposed_resize_axis(g, in_hw[0], axis=1),)
+
+
+_resize.defvjp(_resize_fwd, _resize_bwd)
+
+
 def bilinear_resize_align_corners(x: jnp.ndarray, size: Sequence[int]) -> jnp.ndarray:
     """Bilinear resize with `align_corners=True` (torch `F.interpolate` semantics).
+
+    Forward: two gathers with torch's float32 taps. Gradient (a custom VJP): the transposed
+    linear map, also written as gathers (no scatter-add).
 
     Args:
       x: `[B, h, w, C]`.
@@ -61,12 +136,7 @@ def bilinear_resize_align_corners(x: jnp.ndarray, size: Sequence[int]) -> jnp.nd
     if (out_h, out_w) == (h, w):
         # torch with align_corners=True and equal sizes is the identity (scale 1, lambda 0).
         return x
-    i0, i1, l1 = _align_corners_taps(h, out_h)
-    l1 = jnp.asarray(l1, x.dtype)[None, :, None, None]
-    x = jnp.take(x, i0, axis=1) * (1 - l1) + jnp.take(x, i1, axis=1) * l1
-    j0, j1, m1 = _align_corners_taps(w, out_w)
-    m1 = jnp.asarray(m1, x.dtype)[None, None, :, None]
-    return jnp.take(x, j0, axis=2) * (1 - m1) + jnp.take(x, j1, axis=2) * m1
+    return _resize(x, (out_h, out_w))
 
 
 def uv_pos_embed(h: int, w: int, channels: int, aspect_ratio: float) -> np.ndarray:

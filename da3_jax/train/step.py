@@ -36,18 +36,21 @@ def make_train_step(
         )
         gnorm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
-        grads = jax.tree.map(lambda g: jnp.where(finite, g, jnp.zeros_like(g)), grads)
-        updates, new_opt = tx.update(grads, state.opt_state, state.params)
-        new_params = optax.apply_updates(state.params, updates)
 
-        def keep(new, old):
-            return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        # One branch runs: the update, or nothing. A `lax.cond` on the single finite flag
+        # replaces per-leaf `jnp.where` selects over grads, params, optimizer state and EMA
+        # (four extra passes over every parameter-sized buffer; benchmarks/RESULTS.md §10).
+        def update(operands):
+            params, opt_state, ema = operands
+            updates, opt_state = tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            if ema is not None:
+                ema = optax.incremental_update(params, ema, 1.0 - ema_decay)
+            return params, opt_state, ema
 
-        params = keep(new_params, state.params)
-        opt_state = keep(new_opt, state.opt_state)
-        ema = state.ema_params
-        if ema is not None:
-            ema = keep(optax.incremental_update(params, ema, 1.0 - ema_decay), ema)
+        params, opt_state, ema = jax.lax.cond(
+            finite, update, lambda operands: operands,
+            (state.params, state.opt_state, state.ema_params))
         run = jnp.where(finite, 0, state.nonfinite_run + 1).astype(jnp.int32)
         new_state = state.replace(
             step=state.step + 1,

@@ -188,6 +188,23 @@ def test_bilinear_align_corners_matches_torch(src, dst):
     np.testing.assert_allclose(np.asarray(out).transpose(0, 3, 1, 2), ref, rtol=0, atol=2e-6)
 
 
+
+@pytest.mark.parametrize("src,dst", [((5, 7), (9, 13)), ((4, 6), (14, 3)), ((1, 3), (6, 1)),
+                                     ((6, 5), (12, 10)), ((8, 8), (14, 14))])
+def test_bilinear_align_corners_vjp_matches_torch(src, dst):
+    """The custom VJP (transposed gathers) against torch's float64 `F.interpolate` backward."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, *src))
+    g = rng.standard_normal((2, 3, *dst))
+    xt = torch.from_numpy(x).requires_grad_(True)
+    torch.nn.functional.interpolate(xt, size=dst, mode="bilinear", align_corners=True).backward(
+        torch.from_numpy(g))
+    _, vjp = jax.vjp(lambda a: bilinear_resize_align_corners(a, dst),
+                     jnp.asarray(x.transpose(0, 2, 3, 1), jnp.float32))
+    (dx,) = jax.jit(vjp)(jnp.asarray(g.transpose(0, 2, 3, 1), jnp.float32))
+    np.testing.assert_allclose(np.asarray(dx, np.float64).transpose(0, 3, 1, 2),
+                               xt.grad.numpy(), rtol=0, atol=1e-5)
+
 def test_sky_postprocess_matches_official():
     from addict import Dict
     from depth_anything_3.model.da3 import DepthAnything3Net
