@@ -15,6 +15,12 @@
    depth of that view (z-depth);
 3. PSNR / SSIM (`eval.metrics`, images in [0, 1]) averaged over scenes, and a figure
    (context | target | rendered | baseline) of the first scenes.
+
+Status (2026-12-04, loaded 2-core machine): not yet on by default in ``make demo``
+(``--nvs_steps=N`` runs it). At 60 steps (lr 1e-3, tile capacity 256) the renders reach
+11.85 dB PSNR / 0.311 SSIM against the baseline's 12.10 dB / 0.500 on the 48 held-out scenes
+(the baseline covers 81 % of the target pixels), for ~200 CPU s of training (compile ~50 CPU s,
+~0.9 CPU s a step) + 17 CPU s of evaluation; lr 4e-3 diverged (non-finite losses by step 75).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import os
 
 import numpy as np
 
-NVS_STEPS = 150
+NVS_STEPS = 60
 FIGURE_SCENES, FIGURE_ZOOM = 4, 3
 
 
