@@ -15,7 +15,10 @@
      directions) on ``eval``: delta1 / abs_rel after per-image median scale alignment, pose
      AUC@3/@30;
   6. write ``metrics.json``, ``report.md`` (with ``learning_curves.png``), depth PNGs and a point
-     cloud (``.ply``).
+     cloud (``.ply``);
+  7. with ``--nvs_steps=N``, the NVS stage (``experiments.demo_nvs``): the GS-DPT head
+     trained on top of the student (backbone frozen), scored on the held-out scenes' last
+     views against the reprojection baseline: ``metrics.json["nvs"]``, ``nvs_views.png``.
 Stages resume from their checkpoints when the command is re-run on the same workdir.
 """
 
@@ -29,6 +32,8 @@ from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Output directory.")
 _STEPS = flags.DEFINE_string("steps", "", "Override 'teacher,student' step counts (smoke runs).")
+_NVS_STEPS = flags.DEFINE_integer("nvs_steps", 0, "Steps of the NVS stage (0: skip it; "
+                                  "experiments.demo_nvs.NVS_STEPS is the tried setting).")
 
 NUM_REALLIKE, NUM_EVAL, VIEWS, EVAL_VIEWS = 32, 48, 6, 4
 EVAL_EVERY = 200
@@ -233,16 +238,28 @@ def main(argv):
     timings["evaluate"] = 0.0
     out = write_outputs(workdir, config, final_params(state), paths["eval"], timings)
     timings["evaluate"] = time.perf_counter() - t
+    nvs = None
+    if _NVS_STEPS.value > 0:
+        from experiments import demo_nvs
+
+        t = time.perf_counter()
+        nvs, figure = demo_nvs.run_stage(workdir, config, final_params(state), paths["eval"],
+                                         _NVS_STEPS.value)
+        timings["nvs"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     timings["process_cpu_total"] = time.process_time()  # all threads of this process
     with open(out["metrics"]) as f:
         m = json.load(f)
     m["timings_s"] = timings
+    if nvs is not None:
+        m["nvs"] = nvs
     with open(out["metrics"], "w") as f:
         json.dump(m, f, indent=2)
     with open(out["report"]) as f:
         lines = [f"Timings (s): {json.dumps({k: round(v, 1) for k, v in timings.items()})}"
                  if x.startswith("Timings (s):") else x for x in f.read().split("\n")]
+    if nvs is not None:
+        lines.append(demo_nvs.report_section(nvs, figure))
     with open(out["report"], "w") as f:
         f.write("\n".join(lines))
     print(json.dumps({k: m[k] for k in ("student", "baseline", "chance")}, indent=2))
@@ -250,6 +267,9 @@ def main(argv):
     for name in ("metrics", "report", "curves", "ply"):
         print(f"{name}: {out[name]}")
     print(f"depth PNGs: {os.path.dirname(out['pngs'][0])} ({len(out['pngs'])} files)")
+    if nvs is not None:
+        print("nvs:", json.dumps({k: nvs[k] for k in ("psnr", "ssim", "baseline_psnr")}))
+        print(f"nvs figure: {figure}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,11 @@ N - C are held-out targets):
    not downloadable here; MSE + SSIM is the configured substitute.
 
 Config block ``config.nvs``: ``context_views``, ``mse``, ``ssim``, ``depth`` (weights),
-``tile_capacity`` (rasterizer tile slots; the step reports ``render_overflow``).
+``tile_capacity`` (rasterizer tile slots; the step reports ``render_overflow``), optional
+``init_from``: a converted checkpoint (``convert.save_converted`` folder) of a model without a GS
+head, e.g. a trained student; its parameters (backbone, heads, camera modules) replace the random
+ones and the GS head stays freshly initialised (`partial_init`). Without it,
+``config.model.init_from`` applies as in the other stages.
 """
 
 from __future__ import annotations
@@ -79,6 +83,23 @@ def render_scenes(gaussians: dict, w2c: jax.Array, intrinsics: jax.Array, hw, ti
     return jax.vmap(per_view)(means, quats, scales, opacities, sh, w2c, intrinsics)
 
 
+def predict_gaussians(model, params, images, w2c, intrinsics) -> tuple[dict, dict]:
+    """Context views -> (decoder outputs, pixel-aligned Gaussians), as the stage trains them.
+
+    `images [B, C, H, W, 3]` ImageNet-normalised; `w2c [B, C, 3, 4]`, `intrinsics [B, C, 3, 3]`
+    the cameras the Gaussians are placed with (the stage: normalised ground truth). The backbone
+    runs under `stop_gradient` (`ref_view_strategy='first'`). Returns the decoder dict (`depth
+    [B, C, H, W]`, ...) and the adapter dict (`means [B, C*H*W, 3]`, ...).
+    """
+    h, w = images.shape[-3:-1]
+    feats = jax.lax.stop_gradient(model.apply(
+        {"params": params}, images, ref_view_strategy="first", method="encode"))
+    out = model.apply({"params": params}, feats, images, infer_gs=True, method="decode")
+    gs = gaussian_adapter(w2c, intrinsics, out["depth"], map_pdf_to_opacity(out["raw_gs_conf"]),
+                          out["raw_gs"], (h, w))
+    return out, gs
+
+
 def nvs_loss(model, params, batch: dict, cfg) -> tuple[jax.Array, dict]:
     """The stage's loss on one batch (see module doc); returns (total, {term: scalar})."""
     c = int(cfg.context_views)
@@ -87,15 +108,10 @@ def nvs_loss(model, params, batch: dict, cfg) -> tuple[jax.Array, dict]:
     if not 1 <= c < n:
         raise ValueError(f"nvs.context_views must be in [1, {n - 1}] for {n}-view batches, "
                          f"got {c}")
-    ctx = images[:, :c]
-    feats = jax.lax.stop_gradient(model.apply(
-        {"params": params}, ctx, ref_view_strategy="first", method="encode"))
-    out = model.apply({"params": params}, feats, ctx, infer_gs=True, method="decode")
     depth_n, w2c, _ = targets.normalize_scene(batch["depth"], batch["valid"],
                                               batch["extrinsics"], batch["intrinsics"])
     k = batch["intrinsics"]
-    gs = gaussian_adapter(w2c[:, :c], k[:, :c], out["depth"],
-                          map_pdf_to_opacity(out["raw_gs_conf"]), out["raw_gs"], (h, w))
+    out, gs = predict_gaussians(model, params, images[:, :c], w2c[:, :c], k[:, :c])
     rendered = render_scenes(gs, w2c[:, c:], k[:, c:], (h, w), int(cfg.tile_capacity))
     target = to_rgb01(images[:, c:])
     pred = rendered["rgb"]
@@ -111,6 +127,42 @@ def nvs_loss(model, params, batch: dict, cfg) -> tuple[jax.Array, dict]:
     return total, terms
 
 
+def partial_init(fresh: dict, loaded: dict, source: str = "init_from") -> dict:
+    """`fresh` params with every top-level subtree that `loaded` has replaced by `loaded`'s.
+
+    Subtrees only `fresh` has (the GS head of a student checkpoint) keep their random init.
+    Raises ValueError, naming `source`, when `loaded` has subtrees the model lacks or when a
+    shared subtree's structure or shapes differ. Loaded leaves come back as host NumPy arrays.
+    """
+    extra = sorted(set(loaded) - set(fresh))
+    if extra:
+        raise ValueError(f"{source}: parameter groups {extra} are not in the model "
+                         f"(model groups: {sorted(fresh)})")
+    out = dict(fresh)
+    for key, tree in loaded.items():
+        want = jax.tree.map(lambda a: tuple(a.shape), fresh[key])
+        got = jax.tree.map(lambda a: tuple(np.shape(a)), tree)
+        if want != got:
+            raise ValueError(f"{source}: parameter group {key!r} does not match the model "
+                             "(different structure or shapes; was it trained with the same "
+                             "config.model?)")
+        out[key] = jax.tree.map(np.asarray, tree)
+    return out
+
+
+def _nvs_pretrained_fn(model, config):
+    path = config.nvs.get("init_from", "")
+    if not path:
+        return _pretrained_fn(model, config)
+
+    def load_pretrained(params):
+        from da3_jax.convert import load_converted
+
+        return partial_init(params, load_converted(path)[1], f"config.nvs.init_from={path!r}")
+
+    return load_pretrained
+
+
 def nvs_task(config) -> Task:
     model = build_model(config)
     if not model.config.gs_head:
@@ -122,4 +174,4 @@ def nvs_task(config) -> Task:
         return nvs_loss(model, params, batch, config.nvs)
 
     return Task(_init_fn(model), loss_fn, _iter_fn(config),
-                load_pretrained=_pretrained_fn(model, config))
+                load_pretrained=_nvs_pretrained_fn(model, config))

@@ -3,8 +3,9 @@
 ``--config=experiments/configs/tiny_cpu.py:stage=teacher|pseudo_label|student|nvs,data=DIR``
 selects the stage (``nvs``: the GS-DPT head trained on rendered held-out views with the
 backbone frozen, ``da3_jax.train.nvs``; each scene's last view is the target, the others are
-contexts); ``data`` is the directory holding the demo's array_record files
-(``experiments/demo.py`` writes them: ``reallike_sparse``, ``pseudo``, ``eval``). Without
+contexts; ``init_from=DIR``: start from a converted student checkpoint, GS head fresh);
+``data`` is the directory holding the demo's array_record files (``experiments/demo.py`` writes
+them: ``reallike_sparse``, ``pseudo``, ``eval``). Without
 ``data`` the student trains on the on-the-fly procedural scenes alone (no pseudo-labels).
 Mesh: one device by default; e.g. ``--config.mesh_shape.data=2 --config.mesh_shape.fsdp=2
 --config.mesh_shape.view=2`` on 8 (simulated) devices, across processes with
@@ -62,7 +63,8 @@ def synthetic_data(seed: int, views: int) -> ml_collections.ConfigDict:
 def get_config(arg=None):
     a = common.parse_arg(arg, stage="student", data="", steps=0, views="4",
                          teacher_workdir="runs/demo/teacher", batch=4, depth=6, xview=3,
-                         pose_cond=0.25, beta=5.0, lr=1e-3, eval_every=0)
+                         pose_cond=0.25, beta=5.0, lr=1e-3, eval_every=0,
+                         init_from="")
     c = common.base_config()
     c.name = f"tiny_cpu_{a.stage}"
     c.task = a.stage
@@ -112,7 +114,8 @@ def get_config(arg=None):
         c.model.overrides.update(gs_head=True)
         c.data.pipeline.update(min_views=max(views), max_views=max(views))
         c.nvs = ml_collections.ConfigDict(dict(
-            context_views=max(views) - 1, mse=1.0, ssim=0.1, depth=0.1, tile_capacity=512))
+            context_views=max(views) - 1, mse=1.0, ssim=0.1, depth=0.1, tile_capacity=512,
+            init_from=a.init_from))
         c.optim = common.optim_config(lr=1e-3, total_steps=steps or 300, warmup_steps=20)
         c.optim.backbone_lr_mult = 0.0  # frozen backbone (the paper's NVS stage)
         return c

@@ -69,3 +69,45 @@ def test_nvs_stage_trains_heads_with_frozen_backbone():
     with jax.set_mesh(mesh):
         loss_sharded = jax.jit(lambda p, bt: task.loss_fn(p, bt, None)[0])(before_last, sharded)
     np.testing.assert_allclose(float(loss_sharded), losses[-1], rtol=1e-5)
+
+
+def test_demo_nvs_partial_init_and_metrics(tmp_path):
+    """The demo's NVS stage (experiments.demo_nvs): a student checkpoint initialises everything
+    but the GS head; a mismatched checkpoint is refused; held-out evaluation reports its keys."""
+    import pytest
+
+    from da3_jax.convert.checkpoint import save_converted
+    from da3_jax.train.nvs import partial_init
+    from data_pipelines.synthetic.render import render_scene
+    from experiments import demo_nvs
+
+    small = "depth=4,xview=1"
+    config = demo_nvs.nvs_config("", steps=1, extra=small)
+    task = get_task(config)
+    batch = _batch(b=1, n=4)
+    fresh = jax.jit(task.init_params)(jax.random.PRNGKey(0), batch)
+    # a "trained student": the same network without the GS head, other values
+    student = {k: jax.tree.map(lambda a: np.asarray(a) + 1e-3, v) for k, v in fresh.items()
+               if k != "gs_head"}
+    path = save_converted(tmp_path / "student", tiny_cpu.get_config(f"stage=student,{small}"),
+                          student)
+    task = get_task(demo_nvs.nvs_config(path, steps=1, extra=small))
+    params = task.load_pretrained(fresh)
+    assert set(params) == set(student) | {"gs_head"}
+    for key in student:
+        jax.tree.map(np.testing.assert_array_equal, params[key], student[key])
+    jax.tree.map(np.testing.assert_array_equal, params["gs_head"], fresh["gs_head"])
+    with pytest.raises(ValueError, match="'head' does not match the model"):
+        partial_init(fresh, {"head": {"w": np.zeros(3)}}, "ckpt")
+    with pytest.raises(ValueError, match=r"ckpt: parameter groups \['extra'\]"):
+        partial_init(fresh, {"extra": {"w": np.zeros(3)}}, "ckpt")
+
+    records = [render_scene(i, 4, 28, 28, seed=2) for i in range(2)]
+    result, rows = demo_nvs.evaluate(config, params, records, batch=2)
+    for key in ("psnr", "ssim", "baseline_psnr", "baseline_ssim", "baseline_coverage"):
+        assert np.isfinite(result[key]), key
+    assert 0 < result["baseline_coverage"] <= 1 and result["num_scenes"] == 2
+    assert len(rows) == 2 and all(img.shape == (28, 28, 3) for img in rows[0])
+    np.testing.assert_array_equal(rows[0][1], records[0].images[3])  # the target view
+    figure = demo_nvs.save_figure(rows, str(tmp_path / "nvs.png"), zoom=2)
+    assert (tmp_path / "nvs.png").stat().st_size > 0 and figure.endswith("nvs.png")
