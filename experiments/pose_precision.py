@@ -22,23 +22,13 @@ import os
 
 import numpy as np
 from absl import app, flags, logging
+from scipy.spatial.transform import Rotation
 
 from da3_jax.eval import metrics
 from experiments import demo  # defines --workdir (a finished `make demo` work dir)
 
 _DRAWS = flags.DEFINE_integer("draws", 8, "Noise draws per sigma.")
 SIGMAS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0)
-
-
-def _rotvec_to_rotmat(v: np.ndarray) -> np.ndarray:
-    """Rodrigues: axis-angle vectors ``[N, 3]`` (radians) -> rotation matrices ``[N, 3, 3]``."""
-    theta = np.linalg.norm(v, axis=-1, keepdims=True)
-    k = v / np.maximum(theta, 1e-12)
-    kx = np.zeros(v.shape[:-1] + (3, 3))
-    kx[..., 0, 1], kx[..., 0, 2], kx[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
-    kx = kx - np.swapaxes(kx, -1, -2)
-    s, c = np.sin(theta)[..., None], np.cos(theta)[..., None]
-    return np.eye(3) + s * kx + (1.0 - c) * kx @ kx
 
 
 def perturb_w2c(w2c: np.ndarray, sigma_deg: float, rng: np.random.Generator) -> np.ndarray:
@@ -50,7 +40,7 @@ def perturb_w2c(w2c: np.ndarray, sigma_deg: float, rng: np.random.Generator) -> 
     axes = rng.standard_normal((n, 3))
     axes /= np.linalg.norm(axes, axis=-1, keepdims=True)
     angles = np.abs(rng.normal(0.0, np.radians(sigma_deg), (n, 1)))
-    rot_p = _rotvec_to_rotmat(axes * angles) @ rot
+    rot_p = Rotation.from_rotvec(axes * angles).as_matrix() @ rot
     i, j = np.triu_indices(n, k=1)
     baseline = float(np.median(np.linalg.norm(centres[i] - centres[j], axis=-1)))
     centres_p = centres + rng.normal(0.0, np.tan(np.radians(sigma_deg)) * baseline, (n, 3))
