@@ -32,6 +32,8 @@ from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Output directory.")
 _STEPS = flags.DEFINE_string("steps", "", "Override 'teacher,student' step counts (smoke runs).")
+_SEED = flags.DEFINE_integer("seed", 0, "Training seed of teacher and student (init, data order, "
+                             "on-the-fly scene seed); the held-out splits stay fixed.")
 _NVS_STEPS = flags.DEFINE_integer("nvs_steps", 0, "Steps of the NVS stage (0: skip it; "
                                   "experiments.demo_nvs.NVS_STEPS is the tried setting).")
 
@@ -67,10 +69,10 @@ def render_data(data_dir: str) -> dict:
     return paths
 
 
-def stage_config(stage: str, workdir: str, steps: int = 0):
+def stage_config(stage: str, workdir: str, steps: int = 0, seed: int = 0):
     from experiments.configs import tiny_cpu
 
-    arg = f"stage={stage},data={os.path.join(workdir, 'data')},steps={steps}," \
+    arg = f"stage={stage},data={os.path.join(workdir, 'data')},steps={steps},seed={seed}," \
           f"teacher_workdir={os.path.join(workdir, 'teacher')}"
     if stage == "student":
         arg += f",eval_every={min(EVAL_EVERY, steps or tiny_cpu.STUDENT_STEPS)}"
@@ -132,6 +134,8 @@ def write_outputs(workdir: str, config, params, eval_path: str, timings: dict) -
                "depth_alignment": "per-image median scale (pred * median(gt) / median(pred))",
                "pose_sources": {"pose_*": "camera decoder (pose_enc)",
                                 "ray_pose_*": "ray map + ray_conf (use_ray_pose solver)"},
+               "student_p05_p95": {k: evaluate.bootstrap_interval(student["per_scene"], k)
+                                   for k in ("delta1", "pose_auc30", "ray_pose_auc30")},
                "num_eval_scenes": len(records), "views_per_scene": records[0].num_views,
                "timings_s": timings}
     png_dir = os.path.join(workdir, "depth_png")
@@ -167,11 +171,13 @@ def write_outputs(workdir: str, config, params, eval_path: str, timings: dict) -
     curves = plot_curves(os.path.join(workdir, "student"), os.path.join(workdir,
                                                                          "learning_curves.png"))
     s, b, c = metrics["student"], metrics["baseline"], metrics["chance"]
+    ci = {k: f"{s[k]:.3f} ({lo:.3f}-{hi:.3f})" for k, (lo, hi) in
+          metrics["student_p05_p95"].items()}
     rows = "\n".join([
-        f"| student, camera decoder | {s['delta1']:.3f} | {s['abs_rel']:.3f} | "
-        f"{s['pose_auc3']:.3f} | {s['pose_auc30']:.3f} |",
+        f"| student, camera decoder | {ci['delta1']} | {s['abs_rel']:.3f} | "
+        f"{s['pose_auc3']:.3f} | {ci['pose_auc30']} |",
         f"| student, ray map (`use_ray_pose`) | same | same | {s['ray_pose_auc3']:.3f} | "
-        f"{s['ray_pose_auc30']:.3f} |",
+        f"{ci['ray_pose_auc30']} |",
         f"| baseline (constant depth, identity poses) | {b['delta1']:.3f} | {b['abs_rel']:.3f} | "
         f"{b['pose_auc3']:.3f} | {b['pose_auc30']:.3f} |",
         f"| chance (true rotations, random translation directions; {c['draws']} draws) | - | - | "
@@ -190,7 +196,8 @@ Evaluation: {len(records)} held-out synthetic scenes x {records[0].num_views} vi
 ('walk' camera paths, like the training scenes). Depth metrics after per-image **median scale
 alignment**; pose AUC over all view pairs (official protocol: max of rotation and
 translation-direction error) on the poses of the camera decoder (`pose_enc`) and of the ray-map
-solver (`use_ray_pose`).
+solver (`use_ray_pose`). Student values in brackets: 5-95 % bootstrap interval over the held-out
+scenes.
 
 | predictor | delta1 | abs_rel | pose AUC@3 | pose AUC@30 |
 |---|---|---|---|---|
@@ -222,14 +229,15 @@ def main(argv):
     paths = render_data(os.path.join(workdir, "data"))
     timings["render"] = time.perf_counter() - t0
     t = time.perf_counter()
-    run(stage_config("teacher", workdir, steps[0]), os.path.join(workdir, "teacher"))
+    run(stage_config("teacher", workdir, steps[0], _SEED.value), os.path.join(workdir, "teacher"))
     timings["teacher"] = time.perf_counter() - t
     t = time.perf_counter()
-    summary = run(stage_config("pseudo_label", workdir), os.path.join(workdir, "pseudo_label"))
+    summary = run(stage_config("pseudo_label", workdir, seed=_SEED.value),
+                  os.path.join(workdir, "pseudo_label"))
     print("pseudo-labels:", json.dumps(summary))
     timings["pseudo_label"] = time.perf_counter() - t
     t = time.perf_counter()
-    config = stage_config("student", workdir, steps[1])
+    config = stage_config("student", workdir, steps[1], _SEED.value)
     state = run(config, os.path.join(workdir, "student"))
     timings["student"] = time.perf_counter() - t
     t = time.perf_counter()

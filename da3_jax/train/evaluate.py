@@ -52,6 +52,19 @@ def _mean(per_scene: list[dict]) -> dict:
     return {k: float(np.mean([s[k] for s in per_scene])) for k in per_scene[0]}
 
 
+def bootstrap_interval(per_scene: list[dict], key: str, draws: int = 2000, seed: int = 0,
+                       quantiles=(0.05, 0.95)) -> tuple[float, float]:
+    """Bootstrap interval of the all-scene mean of ``per_scene[i][key]``: the scenes are
+    resampled with replacement ``draws`` times and the ``quantiles`` of the resampled means are
+    returned (how much a metric would move on another held-out set of the same size)."""
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    values = np.asarray([s[key] for s in per_scene], np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(values), (draws, len(values)))
+    lo, hi = np.quantile(values[idx].mean(axis=1), quantiles)
+    return float(lo), float(hi)
+
+
 @functools.cache
 def _ray_pose_fn(image_hw: tuple[int, int]):
     from da3_jax.model.da3 import ray_pose

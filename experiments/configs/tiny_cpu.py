@@ -13,8 +13,9 @@ Mesh: one device by default; e.g. ``--config.mesh_shape.data=2 --config.mesh_sha
 
 Recipe (issue 13, measured in experiments/README.md):
   * data: teacher and student train on *on-the-fly* procedural scenes (``config.data.synthetic``,
-    seed 0, effectively unlimited: a student never sees a scene twice) at 56x56, 'walk' camera
-    paths; with ``data`` the student mixes in the pseudo-labelled split (``pseudo.array_record``);
+    scene seed ``seed``, which also seeds init and data order; effectively unlimited: a student
+    never sees a scene twice) at 56x56, 'walk' camera paths; with ``data`` the student mixes in
+    the pseudo-labelled split (``pseudo.array_record``);
   * model: ``da3-tiny`` shrunk (width 96). Teacher: 4 blocks (``TINY_MODEL``); student:
     ``depth`` blocks of which ``xview`` are cross-view (``model_overrides``);
   * student: the views of the evaluation (``views=4``), known cameras for ``pose_cond_frac`` of
@@ -38,6 +39,7 @@ TINY_MODEL = dict(
 TRAJECTORY_PROBS = (0.0, 1.0, 0.0)  # (orbit, walk, random): 'walk' = video-clip-like motion
 HW = 56
 STUDENT_STEPS = 1200
+HELD_OUT_SEEDS = (1, 2)  # scene seeds of the demo's held-out splits (``experiments/demo.py``)
 
 
 def model_overrides(depth: int, xview: int) -> dict:
@@ -64,8 +66,12 @@ def get_config(arg=None):
     a = common.parse_arg(arg, stage="student", data="", steps=0, views="4",
                          teacher_workdir="runs/demo/teacher", batch=4, depth=6, xview=3,
                          pose_cond=0.25, beta=5.0, lr=1e-3, eval_every=0,
-                         init_from="")
+                         init_from="", seed=0)
+    if a.seed in HELD_OUT_SEEDS:
+        raise ValueError(f"config arg seed={a.seed}: seeds {HELD_OUT_SEEDS} render the demo's "
+                         "held-out scenes; pick another training seed")
     c = common.base_config()
+    c.seed = a.seed
     c.name = f"tiny_cpu_{a.stage}"
     c.task = a.stage
     c.batch_size = a.batch
@@ -82,7 +88,7 @@ def get_config(arg=None):
         reference_view="first",
         photometric=False, num_threads=1, prefetch_buffer_size=2))
     c.data.train_sources = []
-    c.data.synthetic = synthetic_data(0, max(views))
+    c.data.synthetic = synthetic_data(a.seed, max(views))
     c.data.eval_sources = []
     steps = a.steps
     teacher_model = dict(TINY_MODEL, cam_enc=False, cam_dec=False)  # monocular: no cross-view

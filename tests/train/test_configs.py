@@ -75,3 +75,12 @@ def test_mesh_defaults_per_variant():
     _, c = mesh("student_da3_base", "views=32,view_attention=ring")
     assert c.model.overrides.attention_impl == "ring_view"
     assert mesh("student_da3_base", "runlocal")[0]["data"] == 1
+
+
+def test_tiny_cpu_seed_moves_training_scenes_off_the_held_out_splits():
+    from experiments.configs import tiny_cpu
+
+    c = tiny_cpu.get_config("stage=student,seed=3")
+    assert c.seed == 3 and c.data.synthetic.seed == 3
+    with pytest.raises(ValueError, match="seed=2.*held-out"):
+        tiny_cpu.get_config("stage=teacher,seed=2")

@@ -42,3 +42,13 @@ def test_evaluate_records_scores_ray_map_pose():
     m = evaluate.evaluate_records(predict, [rec])["mean"]
     assert m["delta1"] == 1.0 and m["pose_auc30"] == 0.0
     assert m["ray_pose_auc30"] > 0.9 and m["ray_pose_auc3"] > 0.5
+
+
+def test_bootstrap_interval_matches_normal_theory():
+    # For the mean of n iid values the bootstrap 5-95 % interval approaches the normal one,
+    # mean -/+ 1.645 * s / sqrt(n) with s the plug-in (1/n) standard deviation.
+    values = np.random.default_rng(0).uniform(0.0, 1.0, 200)
+    lo, hi = evaluate.bootstrap_interval([{"auc": v} for v in values], "auc", draws=8000)
+    half = 1.6449 * values.std() / np.sqrt(values.size)
+    np.testing.assert_allclose([lo, hi], [values.mean() - half, values.mean() + half],
+                               atol=0.08 * half)
