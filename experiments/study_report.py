@@ -130,6 +130,15 @@ def fits_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def tick_label(y: float, lo: float, hi: float) -> str:
+    """Tick text of ``y`` on an axis spanning ``[lo, hi]``: 2 significant digits, more when the
+    span is narrow (1 - AUC@3 spans 0.99-1: ``%.2g`` would print every tick as "1")."""
+    top = max(abs(lo), abs(hi))
+    span = abs(hi - lo)
+    digits = 2 if span <= 0 or top <= 0 else max(2, math.ceil(math.log10(top / span)) + 1)
+    return f"{y:.{digits}g}"
+
+
 def plot_axis(records: list[dict], axis: str, path: str) -> None:
     """4 panels (error vs compute, log-log), one colour per value of ``axis``."""
     import matplotlib
@@ -159,8 +168,10 @@ def plot_axis(records: list[dict], axis: str, path: str) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+        fmt = matplotlib.ticker.FuncFormatter(
+            lambda y, _, ax=ax: tick_label(y, *ax.get_ylim()))
+        ax.yaxis.set_major_formatter(fmt)
+        ax.yaxis.set_minor_formatter(fmt)
         ax.tick_params(axis="y", which="minor", labelsize=6)
         ax.set_xlabel("train compute (FLOPs)")
         ax.set_ylabel(label)

@@ -204,14 +204,11 @@ def lower_train_step(config, devices=None, num_views: int | None = None):
             for k, (shape, dtype) in pipeline.batch_spec(pcfg, num_views).items()}
     _check_batch_divides(config, mesh)
     use_ema = float(config.get("ema_decay", 0.0)) > 0
-    tx, schedule = optim.make_optimizer(
-        config.optim, jax.eval_shape(task.init_params, jax.random.PRNGKey(0), spec))
-
-    def make(rng):
-        params = task.init_params(rng, _zeros_like_spec(spec))
-        return create_state(params, tx, rng, use_ema=use_ema)
-
-    abstract = jax.eval_shape(make, jax.random.PRNGKey(0))
+    abstract_params = jax.eval_shape(task.init_params, jax.random.PRNGKey(0), spec)
+    tx, schedule = optim.make_optimizer(config.optim, abstract_params)
+    # The state from the abstract params: the model is traced for init once, not twice.
+    abstract = jax.eval_shape(lambda p, rng: create_state(p, tx, rng, use_ema=use_ema),
+                              abstract_params, jax.random.PRNGKey(0))
     shardings = bsh = None
     if mesh is not None:
         from da3_jax.parallel import rules

@@ -165,3 +165,13 @@ def test_study_base_samples_views_as_the_demo_recipe():
     for key, value in demo.items():
         if key not in ("image_hw", "min_views", "max_views"):
             assert base[key] == value, key
+
+
+def test_tick_labels_stay_distinct_on_a_narrow_axis():
+    # 1 - AUC@3 of the CPU study spans 0.99-1: every tick read "1" with 2 significant digits.
+    ticks = np.linspace(0.99, 1.0, 11)
+    labels = [study_report.tick_label(y, 0.9895, 1.0005) for y in ticks]
+    assert len(set(labels)) == len(ticks) and labels[0] == "0.99" and labels[-1] == "1"
+    assert [float(x) for x in labels] == pytest.approx(ticks, abs=5e-4)
+    assert study_report.tick_label(0.3, 0.2, 0.7) == "0.3"
+    assert study_report.tick_label(0.123456, 0.1, 0.9) == "0.12"
