@@ -30,7 +30,7 @@ import os
 
 import numpy as np
 
-NVS_STEPS = 60
+NVS_STEPS = 20
 FIGURE_SCENES, FIGURE_ZOOM = 4, 3
 
 
@@ -69,7 +69,8 @@ def make_predict(config, params):
     from da3_jax.train.nvs import predict_gaussians, render_scenes
 
     model = build_model(config)
-    c, cap = int(config.nvs.context_views), int(config.nvs.tile_capacity)
+    c = int(config.nvs.context_views)
+    cap = int(config.nvs.get("eval_tile_capacity", 0) or config.nvs.tile_capacity)
 
     @jax.jit
     def predict(images, depth, valid, extrinsics, intrinsics):
@@ -77,8 +78,9 @@ def make_predict(config, params):
         hw = images.shape[2:4]
         _, w2c, _ = targets.normalize_scene(depth, valid, extrinsics, intrinsics)
         out, gs = predict_gaussians(model, params, imagenet_normalize(rgb01[:, :c]),
-                                    w2c[:, :c], intrinsics[:, :c])
-        rendered = render_scenes(gs, w2c[:, c:], intrinsics[:, c:], hw, cap)
+                                    w2c[:, :c], intrinsics[:, :c], config.nvs)
+        rendered = render_scenes(gs, w2c[:, c:], intrinsics[:, c:], hw, cap,
+                                 int(config.nvs.get("tile_size", 16)))
         centres = camera_center(w2c)
         nearest = jnp.argmin(jnp.linalg.norm(centres[:, c:, None] - centres[:, None, :c],
                                              axis=-1), axis=-1)  # [B, T]
@@ -102,6 +104,7 @@ def evaluate(config, params, records, batch: int = 8) -> tuple[dict, list]:
     """NVS metrics on `records` (see module doc) and the per-scene figure rows.
 
     Returns ``({"psnr", "ssim", "baseline_psnr", "baseline_ssim", "baseline_coverage",
+    "nearest_copy_psnr", "nearest_copy_ssim" (the nearest context view itself, unwarped),
     "num_scenes", "context_views", "render_overflow", "cameras", "baseline"}, rows)`` where
     each row is ``(context, target, rendered, baseline)`` uint8 images of a scene.
     """
@@ -128,10 +131,12 @@ def evaluate(config, params, records, batch: int = 8) -> tuple[dict, list]:
     rendered, base = np.concatenate(rendered), np.concatenate(base)
     nearest = np.concatenate(nearest)
     gt = np.stack([r.images[c:] for r in records]).astype(np.float64) / 255.0
+    copy = np.stack([r.images[nearest[i]] for i, r in enumerate(records)]) / 255.0
     result = {
         "psnr": metrics.psnr(rendered, gt), "ssim": metrics.ssim(rendered, gt),
         "baseline_psnr": metrics.psnr(base, gt), "baseline_ssim": metrics.ssim(base, gt),
         "baseline_coverage": float(np.concatenate(covered).mean()),
+        "nearest_copy_psnr": metrics.psnr(copy, gt), "nearest_copy_ssim": metrics.ssim(copy, gt),
         "num_scenes": len(records), "context_views": c, "render_overflow": overflow,
         "cameras": "ground truth, normalised as in training (view 0 frame, unit mean point "
                    "norm), for the Gaussians and the baseline",
@@ -162,19 +167,28 @@ def save_figure(rows, path: str, zoom: int = FIGURE_ZOOM) -> str:
 
 
 def run_stage(workdir: str, student_config, student_params, eval_path: str,
-              steps: int = 0) -> tuple[dict, str]:
+              steps: int = 0, extra: str = "") -> tuple[dict, str]:
     """Export the student, train the NVS stage in ``workdir/nvs`` (resumes), evaluate on
-    ``eval_path``; returns (metrics, figure path ``workdir/nvs_views.png``)."""
+    ``eval_path``; returns (metrics, figure path ``workdir/nvs_views.png``). ``extra``: more
+    ``tiny_cpu`` config args (e.g. ``lr=...``)."""
+    import time
+
     from da3_jax.train import evaluate as train_eval
     from da3_jax.train.loop import final_params
     from experiments.launch import run
 
+    t, cpu = time.perf_counter(), time.process_time()
     init_from = export_student(workdir, student_config, student_params)
-    config = nvs_config(init_from, steps or NVS_STEPS)
+    config = nvs_config(init_from, steps or NVS_STEPS, extra)
     state = run(config, os.path.join(workdir, "nvs"))
+    timings = {"train": time.perf_counter() - t, "train_cpu": time.process_time() - cpu}
+    t, cpu = time.perf_counter(), time.process_time()
     result, rows = evaluate(config, final_params(state), train_eval.load_records([eval_path]))
-    result["steps"] = int(config.optim.total_steps)
-    return result, save_figure(rows, os.path.join(workdir, "nvs_views.png"))
+    figure = save_figure(rows, os.path.join(workdir, "nvs_views.png"))
+    timings.update(evaluate=time.perf_counter() - t, evaluate_cpu=time.process_time() - cpu)
+    result.update(steps=int(config.optim.total_steps), lr=float(config.optim.lr),
+                  timings_s=timings)
+    return result, figure
 
 
 def report_section(result: dict, figure: str) -> str:
