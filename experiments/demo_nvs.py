@@ -31,7 +31,7 @@ import os
 
 import numpy as np
 
-NVS_STEPS = 20
+NVS_STEPS, NVS_LR = 20, 2e-3  # lr 5e-3 diverges
 FIGURE_SCENES, FIGURE_ZOOM = 4, 3
 
 
@@ -47,11 +47,12 @@ def export_student(workdir: str, config, params) -> str:
 
 
 def nvs_config(init_from: str, steps: int = 0, extra: str = ""):
-    """The ``nvs`` stage of ``tiny_cpu`` from the student checkpoint ``init_from`` (``extra``:
-    more ``key=value`` config args, e.g. a smaller model for tests)."""
+    """The ``nvs`` stage of ``tiny_cpu`` from the student checkpoint ``init_from`` at ``NVS_LR``
+    (``extra``: more ``key=value`` config args, e.g. a smaller model for tests)."""
     from experiments.configs import tiny_cpu
 
-    return tiny_cpu.get_config(f"stage=nvs,steps={steps},init_from={init_from},{extra}")
+    return tiny_cpu.get_config(f"stage=nvs,steps={steps},init_from={init_from},lr={NVS_LR},"
+                               f"{extra}")
 
 
 def make_predict(config, params):
@@ -205,6 +206,8 @@ the last view the target. Cameras: {result['cameras']}. Baseline: {result['basel
 | Gaussians (GS-DPT + adapter), rendered | {result['psnr']:.2f} | {result['ssim']:.3f} |
 | baseline (covers {100 * result['baseline_coverage']:.0f} % of the target pixels) | \
 {result['baseline_psnr']:.2f} | {result['baseline_ssim']:.3f} |
+| reference: the nearest context view, unwarped | {result['nearest_copy_psnr']:.2f} | \
+{result['nearest_copy_ssim']:.3f} |
 
 ![context | target | rendered | baseline]({os.path.basename(figure)})
 """
