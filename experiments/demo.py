@@ -16,9 +16,9 @@
      AUC@3/@30;
   6. write ``metrics.json``, ``report.md`` (with ``learning_curves.png``), depth PNGs and a point
      cloud (``.ply``);
-  7. with ``--nvs_steps=N``, the NVS stage (``experiments.demo_nvs``): the GS-DPT head
-     trained on top of the student (backbone frozen), scored on the held-out scenes' last
-     views against the reprojection baseline: ``metrics.json["nvs"]``, ``nvs_views.png``.
+  7. the NVS stage (``experiments.demo_nvs``, ``--nvs_steps``, 0 skips it): a fresh GS-DPT
+     head trained on top of the frozen student, scored on the held-out scenes' last views
+     against the reprojection baseline: ``metrics.json["nvs"]``, ``nvs_views.png``.
 Stages resume from their checkpoints when the command is re-run on the same workdir.
 """
 
@@ -30,12 +30,14 @@ import time
 
 from absl import app, flags, logging
 
+from experiments.demo_nvs import NVS_STEPS
+
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Output directory.")
 _STEPS = flags.DEFINE_string("steps", "", "Override 'teacher,student' step counts (smoke runs).")
 _SEED = flags.DEFINE_integer("seed", 0, "Training seed of teacher and student (init, data order, "
                              "on-the-fly scene seed); the held-out splits stay fixed.")
-_NVS_STEPS = flags.DEFINE_integer("nvs_steps", 0, "Steps of the NVS stage (0: skip it; "
-                                  "experiments.demo_nvs.NVS_STEPS is the tried setting).")
+_NVS_STEPS = flags.DEFINE_integer("nvs_steps", NVS_STEPS, "Steps of the NVS stage (0: skip "
+                                  "it).")
 
 NUM_REALLIKE, NUM_EVAL, VIEWS, EVAL_VIEWS = 32, 48, 6, 4
 EVAL_EVERY = 200

@@ -27,6 +27,16 @@ Reproduced upstream facts (some are quirks kept for weight compatibility):
   re-projection onto SO(3) is skipped (R_c2w is already a rotation);
 * opacities = `map_pdf_to_opacity(density)`, the identity at upstream's default step 0.
 
+Our deviations, both off by default (the released weights need them off; `config.nvs` turns
+them on for a GS head trained from scratch, `da3_jax.train.nvs`):
+
+* ``colors``: the context pixel's colour is added to the SH DC term as a residual,
+  ``DC += (rgb - 0.5) / C0`` (the inverse of the renderer's ``C0 · DC + 0.5``), so an untrained
+  head already splats each pixel in its own colour and training learns corrections;
+* ``z_depth=True``: ``depths`` are camera z (what the depth head predicts), so the means are
+  ``centre + R_c2w K_n^-1 (x, y, 1) · depth`` instead of a unit ray times depth, which places an
+  image-corner pixel of a 60°-80° field of view at its true position instead of 20-35 % too near.
+
 Not reproduced: the optional rescaling by a Umeyama fit to ground-truth extrinsics
 (`gt_extrinsics`); pass `pose_scale` to apply a scale computed by the caller.
 """
@@ -38,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from da3_jax.geometry import invert_intrinsics, quat_to_rotmat, rotmat_to_quat, w2c_to_c2w
+from da3_jax.render.sh import SH_C0
 
 SH_DEGREE = 2
 RAW_GS_DIM = 2 + 3 + 4 + 3 * (SH_DEGREE + 1) ** 2 + 1  # 37; GS-DPT output_dim = 38
@@ -123,6 +134,8 @@ def gaussian_adapter(
     scale_min: float = 1e-5,
     scale_max: float = 30.0,
     pose_scale: jnp.ndarray | None = None,
+    colors: jnp.ndarray | None = None,
+    z_depth: bool = False,
     eps: float = 1e-8,
 ) -> dict[str, jnp.ndarray]:
     """World-space Gaussians from GS-DPT outputs (upstream `GaussianAdapter.forward`).
@@ -136,6 +149,10 @@ def gaussian_adapter(
       image_hw: `(H, W)`.
       pose_scale: optional `[B]` factor applied to camera centres and depths (upstream derives
         it from a Umeyama fit to ground-truth poses, clipped to [1/3, 3]).
+      colors: optional `[B, V, H, W, 3]` context RGB in [0, 1], added to the SH DC term
+        (our deviation, see the module doc; None = upstream).
+      z_depth: `depths` are camera z, not ranges along the unit ray (our deviation; False =
+        upstream).
     Returns:
       dict with `means [B, V*H*W, 3]`, `scales [B, V*H*W, 3]`, `rotations [B, V*H*W, 4]` (xyzw,
       w >= 0), `harmonics [B, V*H*W, 3, 9]`, `opacities [B, V*H*W]`.
@@ -166,7 +183,8 @@ def gaussian_adapter(
     xy = jnp.stack(jnp.meshgrid(xs, ys, indexing="xy"), axis=-1) + raw[..., 0:2] * pixel_size
     xy1 = jnp.concatenate([xy, jnp.ones_like(xy[..., :1])], axis=-1)
     dirs = jnp.einsum("bvij,bvhwj->bvhwi", k_inv, xy1)
-    dirs = dirs / jnp.linalg.norm(dirs, axis=-1, keepdims=True)
+    if not z_depth:
+        dirs = dirs / jnp.linalg.norm(dirs, axis=-1, keepdims=True)
     dirs = jnp.einsum("bvij,bvhwj->bvhwi", rot_c2w, dirs)
     means = center[:, :, None, None, :] + dirs * gs_depths[..., None]
 
@@ -184,6 +202,12 @@ def gaussian_adapter(
     sh = raw[..., 9:36].reshape(b, v, h, w, 3, 9)
     mask = np.array([1.0] + [0.025] * 3 + [0.1 * 0.25**2] * 5, np.float32)
     sh = rotate_sh(sh * mask, rot_c2w[:, :, None, None])
+    if colors is not None:
+        if colors.shape != (b, v, h, w, 3):
+            raise ValueError(f"colors must be [{b}, {v}, {h}, {w}, 3] (RGB in [0, 1]), got "
+                             f"{colors.shape}")
+        dc = (colors.astype(jnp.float32) - 0.5) / SH_C0
+        sh = sh.at[..., 0].add(dc)
 
     n = v * h * w
     return {

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 MAX_SH_DEGREE = 3
 
-_C0 = 0.28209479177387814
+SH_C0 = 0.28209479177387814
 _C1 = 0.4886025119029199
 _C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
        0.5462742152960396)
@@ -32,7 +32,7 @@ def sh_degree_from_coeffs(num_coeffs: int) -> int:
 def sh_basis(dirs: jnp.ndarray, degree: int) -> jnp.ndarray:
     """SH basis `[..., (degree + 1)^2]` at unit directions `dirs [..., 3]`."""
     x, y, z = dirs[..., 0], dirs[..., 1], dirs[..., 2]
-    out = [jnp.full_like(x, _C0)]
+    out = [jnp.full_like(x, SH_C0)]
     if degree >= 1:
         out += [-_C1 * y, _C1 * z, -_C1 * x]
     if degree >= 2:

@@ -121,6 +121,8 @@ def init_state(task, tx, rng, batch_spec, mesh, use_ema: bool):
         state = state.replace(params=_place(loaded, state.params, target))
         if state.ema_params is not None:
             state = state.replace(ema_params=_place(loaded, state.ema_params, target))
+    if mesh is None:  # all leaves committed to the device, as the step's outputs will be: a mix
+        state = jax.device_put(state, jax.devices()[0])  # of both compiles the step twice
     return state, shardings
 
 

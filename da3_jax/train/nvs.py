@@ -70,34 +70,74 @@ def to_rgb01(images: jax.Array) -> jax.Array:
     return images * jnp.asarray(IMAGENET_STD) + jnp.asarray(IMAGENET_MEAN)
 
 
-def render_scenes(gaussians: dict, w2c: jax.Array, intrinsics: jax.Array, hw, tile_capacity):
+def render_scenes(gaussians: dict, w2c: jax.Array, intrinsics: jax.Array, hw, tile_capacity,
+                  tile_size: int = 16):
     """Render `[B]` scenes of Gaussians (`[B, G, ...]` adapter dicts) into `[B, T]` cameras
     (`w2c [B, T, 3, 4]`, `intrinsics [B, T, 3, 3]`) -> rasterizer dict with `[B, T]` leading."""
     means, quats, scales, opacities, sh = render_args(gaussians)
 
     def one(m, q, s, o, c, w, k):
         return rasterize_gaussians(m, q, s, o, c, w, k, hw, tile_capacity=tile_capacity,
-                                   check=False)
+                                   tile_size=tile_size, check=False)
 
     per_view = jax.vmap(one, in_axes=(None,) * 5 + (0, 0))
     return jax.vmap(per_view)(means, quats, scales, opacities, sh, w2c, intrinsics)
 
 
-def predict_gaussians(model, params, images, w2c, intrinsics) -> tuple[dict, dict]:
+def predict_gaussians(model, params, images, w2c, intrinsics, cfg=None) -> tuple[dict, dict]:
     """Context views -> (decoder outputs, pixel-aligned Gaussians), as the stage trains them.
 
     `images [B, C, H, W, 3]` ImageNet-normalised; `w2c [B, C, 3, 4]`, `intrinsics [B, C, 3, 3]`
     the cameras the Gaussians are placed with (the stage: normalised ground truth). The backbone
-    runs under `stop_gradient` (`ref_view_strategy='first'`). Returns the decoder dict (`depth
+    runs under `stop_gradient` (`ref_view_strategy='first'`). `cfg` (`config.nvs`, optional):
+    ``color_residual`` / ``z_depth`` switch on the adapter's deviations (`gaussian_adapter`'s
+    `colors` from the context images, `z_depth`); ``train_depth_head=False`` stops the gradient
+    at the predicted depth (only the GS head trains). Returns the decoder dict (`depth
     [B, C, H, W]`, ...) and the adapter dict (`means [B, C*H*W, 3]`, ...).
     """
     h, w = images.shape[-3:-1]
+    opt = (lambda key, default: default) if cfg is None else cfg.get  # noqa: E731
     feats = jax.lax.stop_gradient(model.apply(
         {"params": params}, images, ref_view_strategy="first", method="encode"))
     out = model.apply({"params": params}, feats, images, infer_gs=True, method="decode")
-    gs = gaussian_adapter(w2c, intrinsics, out["depth"], map_pdf_to_opacity(out["raw_gs_conf"]),
-                          out["raw_gs"], (h, w))
+    depth = out["depth"]
+    if not opt("train_depth_head", True):
+        depth = jax.lax.stop_gradient(depth)
+    colors = to_rgb01(images) if opt("color_residual", False) else None
+    gs = gaussian_adapter(w2c, intrinsics, depth, map_pdf_to_opacity(out["raw_gs_conf"]),
+                          out["raw_gs"], (h, w), colors=colors, z_depth=opt("z_depth", False))
     return out, gs
+
+
+# GS-DPT output channels (`raw_gs` + the density; see `gs_adapter`): xy offset, scales,
+# quaternion (xyzw), SH, depth offset, density logit.
+_OFFSET_XY, _SCALES, _QUAT = slice(0, 2), slice(2, 5), slice(5, 9)
+_DEPTH_OFFSET, _DENSITY = 36, 37
+
+
+def init_gs_head(gs_head: dict, opacity: float, scale_px: float, kernel_scale: float) -> dict:
+    """A freshly initialised GS-DPT head whose Gaussians start as opaque pixel-sized discs.
+
+    The last 1x1 conv (`scratch/output_conv2_2`) gets biases for density `opacity` (sigmoid
+    logit) and isotropic scales of `scale_px` pixel footprints (the adapter's scale is
+    `30 sigmoid(s) × depth × 0.1 × (1/f_x + 1/f_y)`, i.e. `6 sigmoid(s)` footprints), an identity
+    quaternion, zero offsets (kernel and bias), and its other kernel columns multiplied by
+    `kernel_scale`, so the first renders are the context pixels splatted at the predicted depth
+    (with `color_residual`, in their own colours). Pure (works on abstract / sharded trees).
+    """
+    if not 0.0 < opacity < 1.0 or not 0.0 < scale_px < 6.0:
+        raise ValueError(f"init_gs_head: need 0 < opacity < 1 and 0 < scale_px < 6 (pixel "
+                         f"footprints), got {opacity}, {scale_px}")
+    last = dict(gs_head["scratch"]["output_conv2_2"])
+    logit = lambda p: float(np.log(p / (1.0 - p)))  # noqa: E731
+    bias = jnp.zeros_like(last["bias"])
+    bias = bias.at[_SCALES].set(logit(scale_px / 6.0)).at[_QUAT.stop - 1].set(1.0)
+    bias = bias.at[_DENSITY].set(logit(opacity))
+    cols = jnp.full(last["kernel"].shape[-1:], kernel_scale, last["kernel"].dtype)
+    cols = cols.at[_OFFSET_XY].set(0.0).at[_DEPTH_OFFSET].set(0.0)
+    last["bias"], last["kernel"] = bias, last["kernel"] * cols
+    scratch = dict(gs_head["scratch"], output_conv2_2=last)
+    return dict(gs_head, scratch=scratch)
 
 
 def nvs_loss(model, params, batch: dict, cfg) -> tuple[jax.Array, dict]:
@@ -111,8 +151,9 @@ def nvs_loss(model, params, batch: dict, cfg) -> tuple[jax.Array, dict]:
     depth_n, w2c, _ = targets.normalize_scene(batch["depth"], batch["valid"],
                                               batch["extrinsics"], batch["intrinsics"])
     k = batch["intrinsics"]
-    out, gs = predict_gaussians(model, params, images[:, :c], w2c[:, :c], k[:, :c])
-    rendered = render_scenes(gs, w2c[:, c:], k[:, c:], (h, w), int(cfg.tile_capacity))
+    out, gs = predict_gaussians(model, params, images[:, :c], w2c[:, :c], k[:, :c], cfg)
+    rendered = render_scenes(gs, w2c[:, c:], k[:, c:], (h, w), int(cfg.tile_capacity),
+                             int(cfg.get("tile_size", 16)))
     target = to_rgb01(images[:, c:])
     pred = rendered["rgb"]
     terms = {
@@ -163,6 +204,23 @@ def _nvs_pretrained_fn(model, config):
     return load_pretrained
 
 
+def _gs_head_only_init(model, full_init, rng, batch) -> dict:
+    """Params with a random GS head and zeros elsewhere (``init_from`` replaces them): compiles
+    the GS head's init only, not the whole model's (tens of CPU seconds at demo shapes)."""
+    shapes = jax.eval_shape(full_init, rng, batch)
+    params = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+    images = batch["images"][:1, :1]
+    feats = jax.eval_shape(lambda p, x: model.apply({"params": p}, x, method="encode"),
+                           shapes, images)
+    tokens = [jnp.zeros((1,) + f.shape[2:], f.dtype) for f, _ in feats]
+    # XLA's RngBitGenerator ('rbg') instead of threefry: its init compiles 3x faster on CPU.
+    bits = jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else rng
+    rng = jax.random.wrap_key_data(jnp.concatenate([bits, bits]).astype(jnp.uint32), impl="rbg")
+    gs = model.init(rng, tokens, images.shape[2:4], images[0].astype(jnp.float32),
+                    method=lambda m, *a: m.gs_head(*a))["params"]["gs_head"]
+    return dict(params, gs_head=gs)
+
+
 def nvs_task(config) -> Task:
     model = build_model(config)
     if not model.config.gs_head:
@@ -173,5 +231,17 @@ def nvs_task(config) -> Task:
         del rng
         return nvs_loss(model, params, batch, config.nvs)
 
-    return Task(_init_fn(model), loss_fn, _iter_fn(config),
+    full_init = _init_fn(model)
+    gs_init = config.nvs.get("gs_init", None)
+
+    def init_params(rng, batch):
+        if config.nvs.get("init_from", ""):
+            params = _gs_head_only_init(model, full_init, rng, batch)
+        else:
+            params = full_init(rng, batch)
+        if gs_init:
+            params = dict(params, gs_head=init_gs_head(params["gs_head"], **gs_init))
+        return params
+
+    return Task(init_params, loss_fn, _iter_fn(config),
                 load_pretrained=_nvs_pretrained_fn(model, config))

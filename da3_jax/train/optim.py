@@ -77,7 +77,10 @@ def make_optimizer(config, params) -> tuple[optax.GradientTransformation, Callab
         )
 
     labels = param_labels(params, str(config.get("backbone_regex", r"^backbone/")))
-    tx = optax.multi_transform({"backbone": adamw(mult), "head": adamw(1.0)}, labels)
+    # A frozen group (mult 0) gets no optimizer at all: the same zero update as AdamW at lr 0
+    # (its decoupled weight decay scales with the lr too), without moments or their compile.
+    frozen = optax.set_to_zero() if mult == 0 else adamw(mult)
+    tx = optax.multi_transform({"backbone": frozen, "head": adamw(1.0)}, labels)
     clip = float(config.get("grad_clip", 1.0))
     if clip > 0:
         tx = optax.chain(optax.clip_by_global_norm(clip), tx)

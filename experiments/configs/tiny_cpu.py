@@ -66,7 +66,7 @@ def get_config(arg=None):
     a = common.parse_arg(arg, stage="student", data="", steps=0, views="4",
                          teacher_workdir="runs/demo/teacher", batch=4, depth=6, xview=3,
                          pose_cond=0.25, beta=5.0, lr=1e-3, eval_every=0,
-                         init_from="", seed=0)
+                         init_from="", cap=512, seed=0)
     if a.seed in HELD_OUT_SEEDS:
         raise ValueError(f"config arg seed={a.seed}: seeds {HELD_OUT_SEEDS} render the demo's "
                          "held-out scenes; pick another training seed")
@@ -119,11 +119,19 @@ def get_config(arg=None):
     elif a.stage == "nvs":
         c.model.overrides.update(gs_head=True)
         c.data.pipeline.update(min_views=max(views), max_views=max(views))
+        # Only the fresh GS head trains (everything else is frozen: lr 0 outside gs_head/);
+        # it starts as opaque pixel-sized discs in the context pixels' colours, placed at the
+        # predicted z-depth (`nvs.init_gs_head`, `gs_adapter` colors / z_depth); 8x8 tiles keep
+        # the per-tile Gaussian lists short at 3 x 56 x 56 Gaussians.
         c.nvs = ml_collections.ConfigDict(dict(
-            context_views=max(views) - 1, mse=1.0, ssim=0.1, depth=0.1, tile_capacity=512,
-            init_from=a.init_from))
-        c.optim = common.optim_config(lr=1e-3, total_steps=steps or 300, warmup_steps=20)
-        c.optim.backbone_lr_mult = 0.0  # frozen backbone (the paper's NVS stage)
+            context_views=max(views) - 1, mse=1.0, ssim=0.1, depth=0.0, tile_capacity=a.cap,
+            eval_tile_capacity=1024, tile_size=8, init_from=a.init_from, color_residual=True,
+            z_depth=True,
+            train_depth_head=False,
+            gs_init=dict(opacity=0.98, scale_px=0.7, kernel_scale=0.1)))
+        c.optim = common.optim_config(lr=a.lr, total_steps=steps or 300, warmup_steps=5)
+        c.optim.backbone_regex = r"^(?!gs_head/)"
+        c.optim.backbone_lr_mult = 0.0  # frozen backbone (the paper's NVS stage) and heads
         return c
     else:
         raise ValueError(f"stage must be teacher|pseudo_label|student|nvs, got {a.stage!r}")

@@ -3,6 +3,7 @@ steps on one batch reduce the loss, and the loss is the same on a 2-device data 
 
 import jax
 import numpy as np
+import pytest
 
 from da3_jax.eval.metrics import ssim as ssim_reference
 from da3_jax.parallel.mesh import make_mesh
@@ -71,27 +72,100 @@ def test_nvs_stage_trains_heads_with_frozen_backbone():
     np.testing.assert_allclose(float(loss_sharded), losses[-1], rtol=1e-5)
 
 
-def test_demo_nvs_partial_init_and_metrics(tmp_path):
-    """The demo's NVS stage (experiments.demo_nvs): a student checkpoint initialises everything
-    but the GS head; a mismatched checkpoint is refused; held-out evaluation reports its keys."""
-    import pytest
+def test_adapter_deviations_match_float64_pinhole():
+    """`gaussian_adapter(colors=..., z_depth=True)` (our deviations): each Gaussian projects to
+    its pixel centre + xy offset at camera z = depth + depth offset, and its DC colour renders
+    the given RGB; the other outputs are the official adapter's."""
+    from da3_jax.model.gs_adapter import gaussian_adapter
+    from da3_jax.render.sh import SH_C0
 
+    rng = np.random.default_rng(3)
+    b, v, h, w = 1, 2, 5, 6
+    batch = _batch(b=b, n=v)
+    w2c = np.concatenate([batch["extrinsics"], np.tile([[[[0, 0, 0, 1.0]]]], (b, v, 1, 1))], 2)
+    w2c[0, 1, :3, :3] = np.array([[0.8, -0.6, 0], [0.6, 0.8, 0], [0, 0, 1]])  # a rotated view
+    k = np.array([[7.0, 0, 3.1], [0, 6.0, 2.4], [0, 0, 1]], np.float32)
+    k = np.broadcast_to(k, (b, v, 3, 3))
+    depth = rng.uniform(1, 4, (b, v, h, w)).astype(np.float32)
+    raw = rng.normal(size=(b, v, h, w, 37)).astype(np.float32) * 0.3
+    rgb = rng.uniform(size=(b, v, h, w, 3)).astype(np.float32)
+    ours = gaussian_adapter(w2c, k, depth, depth * 0 + 0.5, raw, (h, w), colors=rgb, z_depth=True)
+    official = gaussian_adapter(w2c, k, depth, depth * 0 + 0.5, raw, (h, w))
+    for key in ("scales", "rotations", "opacities"):
+        np.testing.assert_array_equal(ours[key], official[key])
+    dc = np.asarray(ours["harmonics"])[..., 0] - np.asarray(official["harmonics"])[..., 0]
+    np.testing.assert_allclose(SH_C0 * dc + 0.5, rgb.reshape(b, -1, 3), atol=2e-6)
+
+    means = np.asarray(ours["means"], np.float64).reshape(b, v, h * w, 3)
+    cam = np.einsum("bvij,bvnj->bvni", w2c[..., :3, :3].astype(np.float64), means)
+    cam += w2c[..., None, :3, 3]
+    np.testing.assert_allclose(cam[..., 2], (depth + raw[..., -1]).reshape(b, v, -1), rtol=1e-5)
+    uv = np.einsum("bvij,bvnj->bvni", k.astype(np.float64), cam)
+    uv = uv[..., :2] / uv[..., 2:]
+    jj, ii = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5, indexing="xy")
+    want = np.stack([jj, ii], -1)[None, None] + raw[..., :2]
+    np.testing.assert_allclose(uv, want.reshape(b, v, -1, 2), atol=1e-4)
+    with pytest.raises(ValueError, match=r"colors must be \[1, 2, 5, 6, 3\]"):
+        gaussian_adapter(w2c, k, depth, depth, raw, (h, w), colors=rgb[..., :2])
+
+
+def test_init_gs_head_starts_opaque_pixel_sized_discs():
+    """`init_gs_head`: zero features give zero offsets, density `opacity` and isotropic scales
+    of `scale_px` pixel footprints (depth / f, float64) through the adapter."""
+    from da3_jax.model.gs_adapter import gaussian_adapter
+    from da3_jax.train.nvs import init_gs_head
+
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=(1, 1, 8, 38)).astype(np.float32)
+    head = {"scratch": {"output_conv2_2": {"kernel": kernel, "bias": rng.normal(size=38)},
+                        "other": {"kernel": np.ones(3)}}, "x": {"y": np.zeros(2)}}
+    out = init_gs_head(head, opacity=0.9, scale_px=0.7, kernel_scale=0.1)
+    assert out["x"] is head["x"] and out["scratch"]["other"] is head["scratch"]["other"]
+    last = out["scratch"]["output_conv2_2"]
+    cols = np.full(38, 0.1)
+    cols[[0, 1, 36]] = 0.0
+    np.testing.assert_allclose(last["kernel"], kernel * cols, rtol=1e-6)
+    bias = np.asarray(last["bias"], np.float64)
+    np.testing.assert_allclose(1 / (1 + np.exp(-bias[37])), 0.9, rtol=1e-6)
+    raw = np.broadcast_to(bias[:37].astype(np.float32), (1, 1, 4, 4, 37))
+    depth = np.full((1, 1, 4, 4), 3.0, np.float32)
+    k = np.array([[[[20.0, 0, 2], [0, 20.0, 2], [0, 0, 1]]]], np.float32)
+    gs = gaussian_adapter(np.eye(4, dtype=np.float32)[None, None], k, depth, depth, raw, (4, 4),
+                          z_depth=True)
+    np.testing.assert_allclose(gs["scales"], 0.7 * 3.0 / 20.0, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(gs["means"])[0, :, 2], 3.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="scale_px"):
+        init_gs_head(head, opacity=0.9, scale_px=7.0, kernel_scale=0.1)
+
+
+def test_demo_nvs_partial_init_and_metrics(tmp_path):
+    """The demo's NVS stage (experiments.demo_nvs): with `init_from`, the init builds only the
+    GS head (zeros elsewhere, the full model's structure) with `init_gs_head` applied, and the
+    student checkpoint fills everything else; a mismatched checkpoint is refused; held-out
+    evaluation reports its keys."""
     from da3_jax.convert.checkpoint import save_converted
     from da3_jax.train.nvs import partial_init
     from data_pipelines.synthetic.render import render_scene
     from experiments import demo_nvs
 
     small = "depth=4,xview=1"
-    config = demo_nvs.nvs_config("", steps=1, extra=small)
+    path = str(tmp_path / "student")
+    config = demo_nvs.nvs_config(path, steps=1, extra=small)
     task = get_task(config)
     batch = _batch(b=1, n=4)
     fresh = jax.jit(task.init_params)(jax.random.PRNGKey(0), batch)
+    full = jax.eval_shape(get_task(demo_nvs.nvs_config("", 1, small)).init_params,
+                          jax.random.PRNGKey(0), batch)
+    assert jax.tree.structure(fresh) == jax.tree.structure(full)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a.shape, b.shape), fresh, full)
+    assert all(not np.any(x) for k in fresh if k != "gs_head" for x in jax.tree.leaves(fresh[k]))
+    density = np.asarray(fresh["gs_head"]["scratch"]["output_conv2_2"]["bias"])[37]
+    np.testing.assert_allclose(1 / (1 + np.exp(-density)), config.nvs.gs_init.opacity, rtol=1e-5)
     # a "trained student": the same network without the GS head, other values
-    student = {k: jax.tree.map(lambda a: np.asarray(a) + 1e-3, v) for k, v in fresh.items()
-               if k != "gs_head"}
-    path = save_converted(tmp_path / "student", tiny_cpu.get_config(f"stage=student,{small}"),
-                          student)
-    task = get_task(demo_nvs.nvs_config(path, steps=1, extra=small))
+    rng = np.random.default_rng(0)
+    student = {k: jax.tree.map(lambda a: (0.02 * rng.normal(size=a.shape)).astype(a.dtype), v)
+               for k, v in fresh.items() if k != "gs_head"}
+    save_converted(path, tiny_cpu.get_config(f"stage=student,{small}"), student)
     params = task.load_pretrained(fresh)
     assert set(params) == set(student) | {"gs_head"}
     for key in student:
@@ -104,7 +178,8 @@ def test_demo_nvs_partial_init_and_metrics(tmp_path):
 
     records = [render_scene(i, 4, 28, 28, seed=2) for i in range(2)]
     result, rows = demo_nvs.evaluate(config, params, records, batch=2)
-    for key in ("psnr", "ssim", "baseline_psnr", "baseline_ssim", "baseline_coverage"):
+    for key in ("psnr", "ssim", "baseline_psnr", "baseline_ssim", "baseline_coverage",
+                "nearest_copy_psnr"):
         assert np.isfinite(result[key]), key
     assert 0 < result["baseline_coverage"] <= 1 and result["num_scenes"] == 2
     assert len(rows) == 2 and all(img.shape == (28, 28, 3) for img in rows[0])

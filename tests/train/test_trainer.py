@@ -1,5 +1,6 @@
 """Optimizer, train step (NaN guard, EMA), loop metrics and the non-finite stop, on a toy task."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -144,3 +145,39 @@ def test_data_parallel_mesh_matches_single_device(tmp_path, data_path):
     assert len(results[1].params["head"]["kernel"].sharding.device_set) == jax.device_count()
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6),
                  results[0].params, results[1].params)
+
+
+def test_frozen_group_gets_no_optimizer_state_and_zero_updates():
+    params = {"backbone": {"kernel": jnp.ones((2, 2))}, "head": {"kernel": jnp.ones((2, 2))}}
+    tx, _ = optim.make_optimizer(_ocfg(warmup_steps=0, weight_decay=0.05,
+                                       backbone_lr_mult=0.0), params)
+    state = tx.init(params)
+    grads = jax.tree.map(lambda p: 0.3 * jnp.ones_like(p), params)
+    updates, _ = tx.update(grads, state, params)
+    np.testing.assert_array_equal(updates["backbone"]["kernel"], 0.0)
+    np.testing.assert_allclose(updates["head"]["kernel"], -0.1 * (1 + 0.05), rtol=1e-4)
+    sizes = [x.size for x in jax.tree.leaves(state) if np.ndim(x) > 0]
+    assert sum(sizes) == 2 * 4  # Adam moments of the head only
+
+
+def test_state_with_pretrained_weights_compiles_the_step_once():
+    """Pretrained host weights next to randomly initialised ones: the first step must see the
+    same argument layout as every later one (one compile, not two)."""
+    model_task = toy_task(toy_config("unused.array_record", total_steps=2))
+
+    def load(params):
+        return dict(params, backbone=jax.tree.map(lambda a: np.asarray(a) + 1.0,
+                                                  params["backbone"]))
+
+    task = dataclasses.replace(model_task, load_pretrained=load)
+    spec = {"images": jax.ShapeDtypeStruct((2, 1, 14, 14, 3), jnp.float32),
+            "depth": jax.ShapeDtypeStruct((2, 1, 14, 14), jnp.float32),
+            "valid": jax.ShapeDtypeStruct((2, 1, 14, 14), jnp.bool_)}
+    params = jax.eval_shape(task.init_params, jax.random.PRNGKey(0), spec)
+    tx, schedule = optim.make_optimizer(_ocfg(), params)
+    state, _ = loop.init_state(task, tx, jax.random.PRNGKey(0), spec, None, use_ema=False)
+    step = loop.jit_train_step(task, tx, schedule, 0.0, None, None, None)
+    batch = {k: np.ones(v.shape, v.dtype) for k, v in spec.items()}
+    for _ in range(3):
+        state, _ = step(state, batch)
+    assert step._cache_size() == 1
