@@ -5,8 +5,10 @@
    head and camera modules from the student, a fresh GS-DPT head initialised as opaque
    pixel-sized discs by ``train.nvs.init_gs_head``), trains the GS head alone (everything else
    frozen) on on-the-fly procedural scenes (3 context views, the 4th is the rendered target),
-   with the context colours as SH DC residual and the depth placed as camera z (``config.nvs``
-   ``color_residual`` / ``z_depth``: our deviations from the official adapter);
+   with the context colours as SH DC residual and the depth placed as camera z (the model
+   options ``gs_color_residual`` / ``gs_z_depth``: our deviations from the official adapter,
+   kept in the checkpoint's config, so `Predictor`, ``da3-jax render`` and ``da3_jax.eval``
+   apply them too);
 2. `evaluate` scores it on the held-out ``eval`` split: per scene, views 0-2 are the contexts
    and view 3 the target. Cameras: the **ground-truth** cameras, normalised as in training
    (view 0's frame, unit mean point norm, `train.targets.normalize_scene`), for the Gaussians

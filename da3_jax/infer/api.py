@@ -355,12 +355,10 @@ class Predictor:
         out = self.forward(images, ext, k, ref_view_strategy, use_ray_pose, infer_gs,
                            with_descriptor)
         if infer_gs:
-            from da3_jax.model.gs_adapter import gaussian_adapter, map_pdf_to_opacity
+            from da3_jax.model.gs_adapter import model_gaussians
 
-            gs = gaussian_adapter(
-                out["extrinsics"], out["intrinsics"], out["depth"],
-                map_pdf_to_opacity(out["raw_gs_conf"]), out["raw_gs"], images.shape[2:4],
-            )
+            gs = model_gaussians(self.config, out["extrinsics"], out["intrinsics"], out["depth"],
+                                 out["raw_gs"], out["raw_gs_conf"], images)
             out.update({f"gs_{k}": np.asarray(v) for k, v in gs.items()})
         scale = out.pop("scale_factor", None)
         if scale is not None:  # nested: one scalar per (B=1) batch

@@ -27,6 +27,15 @@ field so scaling studies can vary it (DA3-official.md §1.1 gives the official v
                     'depth_point' (the second branch predicts a world point map + confidence, no
                     camera decoder). The training loss follows the outputs (`train.losses`).
   gs_head           Gaussian head present (giant; parameters only, see the heads module).
+  gs_color_residual, gs_z_depth
+                    our two deviations from the official Gaussian adapter, for a GS head trained
+                    with them (`da3_jax.train.nvs`); False (the default) is the official adapter,
+                    which converted official checkpoints need. `gs_color_residual`: the context
+                    pixel's RGB is added to the SH DC term; `gs_z_depth`: the depth is camera z,
+                    not the range along the unit ray (`gs_adapter.gaussian_adapter`'s `colors`
+                    and `z_depth`). Every path that builds Gaussians applies them through
+                    `gs_adapter.model_gaussians`, and a checkpoint's config.json carries them
+                    (configs without the fields mean False).
   attention_impl    passed to `da3_jax.parallel.attention.dot_product_attention` ("auto":
                     the fastest exact linear-memory kernel of the backend).
   dtype             compute dtype of the backbone ('float32' or 'bfloat16'); params stay fp32,
@@ -96,6 +105,8 @@ def _base(vit: str) -> ml_collections.ConfigDict:
     c.cam_enc_depth = 4
     c.targets = "depth_ray_cam"
     c.gs_head = False
+    c.gs_color_residual = False
+    c.gs_z_depth = False
     c.attention_impl = "auto"
     c.dtype = "float32"
     c.scan_layers = False
@@ -217,5 +228,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError("config.targets='depth_cam' needs the camera decoder (cam_dec=True)")
     if config.get("targets", "depth_ray_cam") != "depth_ray_cam" and config.head != "dualdpt":
         raise ValueError(f"config.targets={config.targets!r} needs head='dualdpt'")
+    for key in ("gs_color_residual", "gs_z_depth"):
+        if config.get(key, False) and not config.get("gs_head", False):
+            raise ValueError(f"config.{key}=True needs a GS head (gs_head=True)")
     if config.cam_enc and config.alt_start == -1:
         raise ValueError("config.cam_enc needs alternating attention (alt_start != -1)")

@@ -24,7 +24,7 @@ from da3_jax.geometry import decode_pose, rays_from_points, rays_to_camera
 from da3_jax.model import configs as configs_lib
 from da3_jax.model import dpt
 from da3_jax.model.camera import CameraDec, CameraEnc
-from da3_jax.model.gs_adapter import gaussian_adapter, map_pdf_to_opacity
+from da3_jax.model.gs_adapter import model_gaussians
 from da3_jax.model.gsdpt import GSDPT
 from da3_jax.model.nested import align_nested
 from da3_jax.model.ref_view import STRATEGIES
@@ -60,8 +60,9 @@ class DA3(nn.Module):
       Input cameras (extrinsics [B,N,3|4,4] w2c and intrinsics) condition the backbone through
       the camera encoder; view 0 is then the reference and no reference selection runs.
       infer_gs (giant): adds the raw GS-DPT outputs raw_gs [B,N,H,W,37] and raw_gs_conf
-      [B,N,H,W] (density), and `gaussians` (`gs_adapter.gaussian_adapter` on the predicted
-      cameras and depth with opacity `map_pdf_to_opacity(raw_gs_conf)`): means, scales
+      [B,N,H,W] (density), and `gaussians` (`gs_adapter.model_gaussians`: the adapter with the
+      config's `gs_color_residual` / `gs_z_depth`, on the predicted cameras and depth with
+      opacity `map_pdf_to_opacity(raw_gs_conf)`): means, scales
       [B,N*H*W,3], rotations [B,N*H*W,4] (xyzw), harmonics [B,N*H*W,3,9], opacities [B,N*H*W].
       As upstream without input cameras; with input cameras upstream also multiplies centres
       and depths by a Umeyama scale to those cameras (`pose_scale`), which is not applied here
@@ -147,7 +148,7 @@ class DA3(nn.Module):
                 sky_depth_max=cfg.sky_depth_max,
             )
             if infer_gs:  # from the metric-scaled depth and cameras
-                out["gaussians"] = gaussians(out)
+                out["gaussians"] = gaussians(out, cfg, images)
             return out
         if infer_gs and not cfg.gs_head:
             raise ValueError(f"infer_gs=True needs a GS head; {cfg.name} has none")
@@ -158,7 +159,7 @@ class DA3(nn.Module):
         if "sky" in out:
             out["depth"] = dpt.sky_postprocess(out["depth"], out["sky"])
         if infer_gs:
-            out["gaussians"] = gaussians(out)
+            out["gaussians"] = gaussians(out, cfg, images)
         return out
 
     def encode(
@@ -268,18 +269,13 @@ def _shard_views(x: jax.Array) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, spec)
 
 
-def gaussians(out: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """World-space Gaussians (`gs_adapter.gaussian_adapter`) from the outputs of `DA3` with
-    infer_gs: predicted cameras and depth, opacity = `map_pdf_to_opacity(raw_gs_conf)`."""
-    h, w = out["depth"].shape[-2:]
-    return gaussian_adapter(
-        out["extrinsics"],
-        out["intrinsics"],
-        out["depth"],
-        map_pdf_to_opacity(out["raw_gs_conf"]),
-        out["raw_gs"],
-        (h, w),
-    )
+def gaussians(out: dict[str, jax.Array], config: ml_collections.ConfigDict,
+              images: jax.Array) -> dict[str, jax.Array]:
+    """World-space Gaussians (`gs_adapter.model_gaussians`: the adapter with the options of the
+    model `config`) from the outputs of `DA3` with infer_gs: predicted cameras and depth, opacity
+    `map_pdf_to_opacity(raw_gs_conf)`; `images` the ImageNet-normalised input views."""
+    return model_gaussians(config, out["extrinsics"], out["intrinsics"], out["depth"],
+                           out["raw_gs"], out["raw_gs_conf"], images)
 
 
 def ray_pose(

@@ -27,8 +27,12 @@ Reproduced upstream facts (some are quirks kept for weight compatibility):
   re-projection onto SO(3) is skipped (R_c2w is already a rotation);
 * opacities = `map_pdf_to_opacity(density)`, the identity at upstream's default step 0.
 
-Our deviations, both off by default (the released weights need them off; `config.nvs` turns
-them on for a GS head trained from scratch, `da3_jax.train.nvs`):
+Our deviations, both off by default (the released weights need them off). They are properties
+of the model: the model config fields ``gs_color_residual`` / ``gs_z_depth``
+(`da3_jax.model.configs`; e.g. set by ``tiny_cpu.py:stage=nvs`` for a GS head trained from
+scratch), applied by `model_gaussians`, the one function every path that builds a model's
+Gaussians calls (the network's ``infer_gs``, `Predictor` / render / ``gs_video`` / eval, the
+``nvs`` training stage and its demo evaluation):
 
 * ``colors``: the context pixel's colour is added to the SH DC term as a residual,
   ``DC += (rgb - 0.5) / C0`` (the inverse of the renderer's ``C0 · DC + 0.5``), so an untrained
@@ -48,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from da3_jax.geometry import invert_intrinsics, quat_to_rotmat, rotmat_to_quat, w2c_to_c2w
+from da3_jax.imagenet import imagenet_denormalize
 from da3_jax.render.sh import SH_C0
 
 SH_DEGREE = 2
@@ -217,3 +222,42 @@ def gaussian_adapter(
         "harmonics": sh.reshape(b, n, 3, 9),
         "opacities": opacities.astype(jnp.float32).reshape(b, n),
     }
+
+
+def adapter_options(config) -> dict[str, bool]:
+    """``{'color_residual', 'z_depth'}`` of a model config (nested: its any-view model): the
+    fields ``gs_color_residual`` / ``gs_z_depth``, False (the official adapter) when absent, as
+    in config.json files written before they existed."""
+    if config.get("kind") == "nested":
+        config = config.anyview
+    return {"color_residual": bool(config.get("gs_color_residual", False)),
+            "z_depth": bool(config.get("gs_z_depth", False))}
+
+
+def model_gaussians(
+    config,
+    extrinsics_w2c: jnp.ndarray,
+    intrinsics: jnp.ndarray,
+    depths: jnp.ndarray,
+    raw_gs: jnp.ndarray,
+    raw_gs_conf: jnp.ndarray,
+    images: jnp.ndarray,
+) -> dict[str, jnp.ndarray]:
+    """The Gaussians of the model with config `config`: `gaussian_adapter` with opacity
+    `map_pdf_to_opacity(raw_gs_conf)` and the config's deviations (`adapter_options`).
+
+    Args:
+      config: the model config (`da3_jax.model.configs`; nested: the any-view part's fields).
+      extrinsics_w2c, intrinsics, depths: as `gaussian_adapter` (`[B, V, ...]`; the cameras the
+        Gaussians are placed with: predicted at inference, ground truth in the ``nvs`` stage).
+      raw_gs: `[B, V, H, W, 37]`, raw_gs_conf: `[B, V, H, W]` (the GS-DPT outputs).
+      images: `[B, V, H, W, 3]` the network's ImageNet-normalised input views (the colours of
+        ``gs_color_residual``).
+    Returns:
+      the `gaussian_adapter` dict (`means [B, V*H*W, 3]`, ...).
+    """
+    opts = adapter_options(config)
+    h, w = raw_gs.shape[2:4]
+    colors = imagenet_denormalize(jnp.asarray(images)) if opts["color_residual"] else None
+    return gaussian_adapter(extrinsics_w2c, intrinsics, depths, map_pdf_to_opacity(raw_gs_conf),
+                            raw_gs, (h, w), colors=colors, z_depth=opts["z_depth"])

@@ -9,7 +9,10 @@ N - C are held-out targets):
    (`da3_jax.model.gs_adapter`, no parameters) places pixel-aligned Gaussians along each
    context pixel's ray at the *predicted* depth (+ the predicted offset), as the paper does, with
    the **ground-truth** cameras normalised like the student targets (view 0 frame, unit mean
-   point norm: `train.targets.normalize_scene`);
+   point norm: `train.targets.normalize_scene`). The adapter is the model's own
+   (`gs_adapter.model_gaussians`): the model config's ``gs_color_residual`` / ``gs_z_depth``
+   deviations (set in ``config.model.overrides``) apply here and, through the checkpoint's
+   config, at inference, rendering and evaluation alike;
 3. `da3_jax.render.rasterize_gaussians` renders the target views with their normalised
    ground-truth cameras (vmapped over scenes and targets; the adapter's rotations go to the
    rasterizer as the official renderer passes them, see `da3_jax.render.views`);
@@ -32,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from da3_jax.imagenet import IMAGENET_MEAN, IMAGENET_STD
-from da3_jax.model.gs_adapter import gaussian_adapter, map_pdf_to_opacity
+from da3_jax.imagenet import imagenet_denormalize
+from da3_jax.model.gs_adapter import model_gaussians
 from da3_jax.render import rasterize_gaussians, render_args
 from da3_jax.train import losses, targets
 from da3_jax.train.da3_tasks import _init_fn, _iter_fn, _pretrained_fn, build_model
@@ -65,11 +68,6 @@ def ssim(x: jax.Array, y: jax.Array, k1: float = 0.01, k2: float = 0.03) -> jax.
     return jnp.mean(smap)
 
 
-def to_rgb01(images: jax.Array) -> jax.Array:
-    """ImageNet-normalised images (the pipeline's `images`) back to RGB in [0, 1]."""
-    return images * jnp.asarray(IMAGENET_STD) + jnp.asarray(IMAGENET_MEAN)
-
-
 def render_scenes(gaussians: dict, w2c: jax.Array, intrinsics: jax.Array, hw, tile_capacity,
                   tile_size: int = 16):
     """Render `[B]` scenes of Gaussians (`[B, G, ...]` adapter dicts) into `[B, T]` cameras
@@ -89,23 +87,20 @@ def predict_gaussians(model, params, images, w2c, intrinsics, cfg=None) -> tuple
 
     `images [B, C, H, W, 3]` ImageNet-normalised; `w2c [B, C, 3, 4]`, `intrinsics [B, C, 3, 3]`
     the cameras the Gaussians are placed with (the stage: normalised ground truth). The backbone
-    runs under `stop_gradient` (`ref_view_strategy='first'`). `cfg` (`config.nvs`, optional):
-    ``color_residual`` / ``z_depth`` switch on the adapter's deviations (`gaussian_adapter`'s
-    `colors` from the context images, `z_depth`); ``train_depth_head=False`` stops the gradient
-    at the predicted depth (only the GS head trains). Returns the decoder dict (`depth
+    runs under `stop_gradient` (`ref_view_strategy='first'`). The adapter is the model's
+    (`gs_adapter.model_gaussians`: ``model.config``'s ``gs_color_residual`` / ``gs_z_depth``,
+    as at inference). `cfg` (`config.nvs`, optional): ``train_depth_head=False`` stops the
+    gradient at the predicted depth (only the GS head trains). Returns the decoder dict (`depth
     [B, C, H, W]`, ...) and the adapter dict (`means [B, C*H*W, 3]`, ...).
     """
-    h, w = images.shape[-3:-1]
-    opt = (lambda key, default: default) if cfg is None else cfg.get  # noqa: E731
     feats = jax.lax.stop_gradient(model.apply(
         {"params": params}, images, ref_view_strategy="first", method="encode"))
     out = model.apply({"params": params}, feats, images, infer_gs=True, method="decode")
     depth = out["depth"]
-    if not opt("train_depth_head", True):
+    if cfg is not None and not cfg.get("train_depth_head", True):
         depth = jax.lax.stop_gradient(depth)
-    colors = to_rgb01(images) if opt("color_residual", False) else None
-    gs = gaussian_adapter(w2c, intrinsics, depth, map_pdf_to_opacity(out["raw_gs_conf"]),
-                          out["raw_gs"], (h, w), colors=colors, z_depth=opt("z_depth", False))
+    gs = model_gaussians(model.config, w2c, intrinsics, depth, out["raw_gs"], out["raw_gs_conf"],
+                         images)
     return out, gs
 
 
@@ -123,7 +118,8 @@ def init_gs_head(gs_head: dict, opacity: float, scale_px: float, kernel_scale: f
     `30 sigmoid(s) × depth × 0.1 × (1/f_x + 1/f_y)`, i.e. `6 sigmoid(s)` footprints), an identity
     quaternion, zero offsets (kernel and bias), and its other kernel columns multiplied by
     `kernel_scale`, so the first renders are the context pixels splatted at the predicted depth
-    (with `color_residual`, in their own colours). Pure (works on abstract / sharded trees).
+    (with the model's `gs_color_residual`, in their own colours). Pure (works on abstract /
+    sharded trees).
     """
     if not 0.0 < opacity < 1.0 or not 0.0 < scale_px < 6.0:
         raise ValueError(f"init_gs_head: need 0 < opacity < 1 and 0 < scale_px < 6 (pixel "
@@ -154,7 +150,7 @@ def nvs_loss(model, params, batch: dict, cfg) -> tuple[jax.Array, dict]:
     out, gs = predict_gaussians(model, params, images[:, :c], w2c[:, :c], k[:, :c], cfg)
     rendered = render_scenes(gs, w2c[:, c:], k[:, c:], (h, w), int(cfg.tile_capacity),
                              int(cfg.get("tile_size", 16)))
-    target = to_rgb01(images[:, c:])
+    target = imagenet_denormalize(images[:, c:])
     pred = rendered["rgb"]
     terms = {
         "loss_mse": jnp.mean((pred - target) ** 2),
@@ -226,6 +222,10 @@ def nvs_task(config) -> Task:
     if not model.config.gs_head:
         raise ValueError("task 'nvs' needs a model with a GS head (config.model.overrides "
                          "gs_head=True, or da3-giant)")
+    moved = [k for k in ("color_residual", "z_depth") if k in config.nvs]
+    if moved:
+        raise ValueError(f"config.nvs.{moved[0]} is a model option now (it travels with the "
+                         f"checkpoint): set config.model.overrides gs_{moved[0]}=True instead")
 
     def loss_fn(params, batch, rng):
         del rng

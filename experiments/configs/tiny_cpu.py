@@ -117,16 +117,17 @@ def get_config(arg=None):
         c.ransac = common.ransac_config()
         c.optim = common.optim_config(lr=0.0, total_steps=1, warmup_steps=0)
     elif a.stage == "nvs":
-        c.model.overrides.update(gs_head=True)
+        # Our adapter deviations are model options (`configs.py`: they travel with the
+        # checkpoint to Predictor / render / eval): context colours as SH DC residual, z-depth.
+        c.model.overrides.update(gs_head=True, gs_color_residual=True, gs_z_depth=True)
         c.data.pipeline.update(min_views=max(views), max_views=max(views))
         # Only the fresh GS head trains (everything else is frozen: lr 0 outside gs_head/);
         # it starts as opaque pixel-sized discs in the context pixels' colours, placed at the
-        # predicted z-depth (`nvs.init_gs_head`, `gs_adapter` colors / z_depth); 8x8 tiles keep
+        # predicted z-depth (`nvs.init_gs_head`, the model's gs_* options); 8x8 tiles keep
         # the per-tile Gaussian lists short at 3 x 56 x 56 Gaussians.
         c.nvs = ml_collections.ConfigDict(dict(
             context_views=max(views) - 1, mse=1.0, ssim=0.1, depth=0.0, tile_capacity=a.cap,
-            eval_tile_capacity=1024, tile_size=8, init_from=a.init_from, color_residual=True,
-            z_depth=True,
+            eval_tile_capacity=1024, tile_size=8, init_from=a.init_from,
             train_depth_head=False,
             gs_init=dict(opacity=0.98, scale_px=0.7, kernel_scale=0.1)))
         c.optim = common.optim_config(lr=a.lr, total_steps=steps or 300, warmup_steps=5)

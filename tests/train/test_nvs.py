@@ -186,3 +186,73 @@ def test_demo_nvs_partial_init_and_metrics(tmp_path):
     np.testing.assert_array_equal(rows[0][1], records[0].images[3])  # the target view
     figure = demo_nvs.save_figure(rows, str(tmp_path / "nvs.png"), zoom=2)
     assert (tmp_path / "nvs.png").stat().st_size > 0 and figure.endswith("nvs.png")
+
+
+def test_adapter_options_travel_with_the_checkpoint(tmp_path):
+    """The stage's adapter options (`gs_color_residual` / `gs_z_depth`, model config fields) are
+    kept by a converted checkpoint and by a training work dir's config: the Predictor then builds
+    the Gaussians that `predict_gaussians` trains (same params, inputs and cameras), and those
+    differ from the official adapter's exactly by the deviations (float64: DC + (rgb - 0.5) / C0,
+    camera z = the official range along the ray). Old configs without the fields and the nested
+    model read as off; misplaced options are refused."""
+    import ml_collections
+    import orbax.checkpoint as ocp
+
+    from da3_jax.convert.checkpoint import save_converted
+    from da3_jax.imagenet import imagenet_normalize
+    from da3_jax.infer.api import Predictor, load_checkpoint
+    from da3_jax.model import configs, get_config
+    from da3_jax.model.gs_adapter import adapter_options, gaussian_adapter, map_pdf_to_opacity
+    from da3_jax.render.sh import SH_C0
+    from da3_jax.train.da3_tasks import build_model
+    from da3_jax.train.nvs import predict_gaussians
+    from experiments.launch import write_config
+    from tests.infer.conftest import random_params
+
+    config = tiny_cpu.get_config("stage=nvs,depth=4,xview=1")
+    model = build_model(config)
+    params = random_params(model.config)
+    on = {"color_residual": True, "z_depth": True}
+    conv = str(tmp_path / "converted")
+    save_converted(conv, model.config, params)
+    workdir = tmp_path / "workdir"
+    write_config(config, workdir)
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(workdir / "checkpoints" / "1" / "state", {"params": params})
+    ckptr.wait_until_finished()
+    assert adapter_options(load_checkpoint(str(workdir))[0]) == on
+
+    images = np.random.default_rng(0).integers(0, 256, (2, 28, 28, 3), dtype=np.uint8)
+    pred = Predictor(*load_checkpoint(conv)).predict(images, process_res=28, infer_gs=True,
+                                                     ref_view_strategy="first")
+    rgb = pred.processed_images.astype(np.float32) / 255.0
+    ext, k = pred.extrinsics[None], pred.intrinsics[None]
+    out, gs = jax.jit(lambda p, x, e, kk: predict_gaussians(model, p, x, e, kk))(
+        params, imagenet_normalize(rgb)[None], ext, k)
+    for key, val in pred.gaussians.items():
+        np.testing.assert_allclose(val, np.asarray(gs[key])[0], rtol=1e-4, atol=1e-5, err_msg=key)
+
+    official = {key: np.asarray(v, np.float64)[0] for key, v in gaussian_adapter(
+        ext, k, out["depth"], map_pdf_to_opacity(out["raw_gs_conf"]), out["raw_gs"],
+        (28, 28)).items()}
+    ours = {key: np.asarray(v, np.float64) for key, v in pred.gaussians.items()}
+    np.testing.assert_allclose(ours["opacities"], official["opacities"], atol=1e-6)
+    np.testing.assert_allclose(ours["harmonics"][..., 0] - official["harmonics"][..., 0],
+                               (rgb.reshape(-1, 3) - 0.5) / SH_C0, atol=1e-4)
+    w2c = pred.extrinsics.astype(np.float64)  # [V, 3, 4]
+    centre = -np.einsum("vji,vj->vi", w2c[:, :, :3], w2c[:, :, 3])
+    cam_z = np.einsum("vj,vnj->vn", w2c[:, 2, :3], ours["means"].reshape(2, -1, 3))
+    cam_z += w2c[:, 2, 3][:, None]
+    ray = np.linalg.norm(official["means"].reshape(2, -1, 3) - centre[:, None], axis=-1)
+    np.testing.assert_allclose(cam_z, ray, rtol=1e-4)
+
+    off = {"color_residual": False, "z_depth": False}
+    assert adapter_options(ml_collections.ConfigDict({"kind": "anyview", "gs_head": True})) == off
+    assert adapter_options(get_config("da3nested-giant-large")) == off
+    bad = get_config("da3-tiny")
+    bad.gs_z_depth = True
+    with pytest.raises(ValueError, match="gs_z_depth=True needs a GS head"):
+        configs.validate(bad)
+    config.nvs.color_residual = True
+    with pytest.raises(ValueError, match="gs_color_residual=True instead"):
+        get_task(config)
