@@ -1,5 +1,7 @@
 """The `nvs` training stage on tiny shapes: SSIM vs the evaluator's, frozen backbone, a few
-steps on one batch reduce the loss, and the loss is the same on a 2-device data mesh."""
+steps on one batch reduce the loss, and the loss is the same on a 2-device data mesh; the
+adapter's deviations (float64 pinhole) and that, as model options, they travel with the
+checkpoint to the Predictor."""
 
 import jax
 import numpy as np
