@@ -29,6 +29,12 @@ field so scaling studies can vary it (DA3-official.md §1.1 gives the official v
   gs_head           Gaussian head present (giant; parameters only, see the heads module).
   attention_impl    passed to `da3_jax.parallel.attention.dot_product_attention` ("auto":
                     the fastest exact linear-memory kernel of the backend).
+  conv_impl         how the heads' convolutions run (`da3_jax.model.conv`): 'xla' (default:
+                    XLA's convolution, as the inference parity tests use), 'matmul' (im2col +
+                    one dot) or 'auto' (per convolution, the implementation measured faster for
+                    training on the backend: on CPU 1x1 convolutions as dots, 3x3 as XLA
+                    convolutions; XLA's convolution on GPU/TPU, unmeasured there). Same params
+                    for every value.
   dtype             compute dtype of the backbone ('float32' or 'bfloat16'); params stay fp32,
                     LayerNorm statistics, softmax, heads and cameras run in fp32.
   scan_layers       False (default; the unrolled `blocks_i` layout that conversion produces) or
@@ -43,6 +49,8 @@ field so scaling studies can vary it (DA3-official.md §1.1 gives the official v
 from __future__ import annotations
 
 import ml_collections
+
+from da3_jax.model.conv import IMPLS as CONV_IMPLS
 
 TARGETS = ("depth_ray_cam", "depth_ray", "depth_cam", "depth_point")
 
@@ -97,6 +105,7 @@ def _base(vit: str) -> ml_collections.ConfigDict:
     c.targets = "depth_ray_cam"
     c.gs_head = False
     c.attention_impl = "auto"
+    c.conv_impl = "xla"
     c.dtype = "float32"
     c.scan_layers = False
     c.remat_policy = "none"
@@ -208,6 +217,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.ffn not in ("mlp", "swiglu"):
         raise ValueError(f"config.ffn={config.ffn!r}; expected 'mlp' or 'swiglu'")
+    if config.get("conv_impl", "xla") not in CONV_IMPLS:
+        raise ValueError(f"config.conv_impl={config.conv_impl!r}; expected one of {CONV_IMPLS}")
     if config.head not in ("dualdpt", "dpt"):
         raise ValueError(f"config.head={config.head!r}; expected 'dualdpt' or 'dpt'")
     if config.rope_start != -1 and (config.embed_dim // config.num_heads) % 4:
