@@ -31,10 +31,9 @@ field so scaling studies can vary it (DA3-official.md §1.1 gives the official v
                     the fastest exact linear-memory kernel of the backend).
   conv_impl         how the heads' convolutions run (`da3_jax.model.conv`): 'xla' (default:
                     XLA's convolution, as the inference parity tests use), 'matmul' (im2col +
-                    one dot) or 'auto' (per convolution, the implementation measured faster for
-                    training on the backend: on CPU 1x1 convolutions as dots, 3x3 as XLA
-                    convolutions; XLA's convolution on GPU/TPU, unmeasured there). Same params
-                    for every value.
+                    one dot; slower on XLA:CPU) or 'auto' (per convolution, the implementation
+                    measured faster for training on the backend: 'xla' on CPU; 'xla' on GPU/TPU,
+                    unmeasured there). Same params for every value.
   dtype             compute dtype of the backbone ('float32' or 'bfloat16'); params stay fp32,
                     LayerNorm statistics, softmax, heads and cameras run in fp32.
   scan_layers       False (default; the unrolled `blocks_i` layout that conversion produces) or

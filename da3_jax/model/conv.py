@@ -13,15 +13,18 @@ the implementation. `impl` picks how it is computed:
   `[k² Cin, Cout]` (row index `(dy k + dx) Cin + c`). Gradients are autodiff of the dot and of
   the slices;
 * ``'auto'``: per convolution, whichever was measured faster for training on the backend
-  (`resolve_impl`).
+  (`resolve_impl`): today 'xla' everywhere.
 
-Measured on XLA:CPU (jaxlib 0.10, 2 threads, fp32; benchmarks/RESULTS.md §10.8): a 1x1
-convolution as a dot is 1.3-2x faster forward and 1.1-1.3x forward + backward; a 3x3 one as
-matmuls is 2-5x *slower* forward and 1.5-3x slower forward + backward than XLA's convolution
-(both the im2col form above and nine shifted dots), because XLA:CPU's dots at these skinny
-shapes (Cout 32-64, P up to 3e5) run at 20-40 GFLOP/s. So 'auto' is 'matmul' for 1x1
-convolutions on CPU and 'xla' everywhere else. On GPU / TPU 'auto' keeps XLA's convolution
-(cuDNN / the TPU convolution emitter); that choice is not measured.
+Measured on XLA:CPU (jaxlib 0.10, 2 threads, fp32; benchmarks/RESULTS.md §10.8). 3x3
+convolutions as matmuls are 2-10x *slower* forward and 1.5-4x slower forward + backward than
+XLA's convolution, both as im2col + one dot and as nine shifted dots summed: XLA:CPU's dots at
+these skinny shapes (Cout 32-64, P up to 3e5) run at 18-40 GFLOP/s. A 1x1 convolution as a dot
+is faster in isolation (1.3-2x forward). In the whole da3-small train step it saved about 6 %
+CPU time under XLA:CPU's default fusions, but made no measurable difference (within the ±5 %
+noise of the loaded sitting) under the train step's compiler options (`parallel.xla_options`,
+'train': XLA's own convolution emitter), which is what training uses. So 'auto' is 'xla' on
+CPU. On GPU / TPU it is 'xla' as well (cuDNN / the TPU
+convolution emitter), and that choice is not measured.
 """
 
 from __future__ import annotations
@@ -32,20 +35,23 @@ import jax.numpy as jnp
 from jax import lax
 
 IMPLS = ("xla", "matmul", "auto")
+# 'auto' choices that differ from 'xla', by (backend, kernel size). Empty: XLA's convolution
+# won every measured case in the train step (RESULTS §10.8).
+AUTO: dict[tuple[str, int], str] = {}
 
 
 def resolve_impl(impl: str, kernel_size: int, backend: str | None = None) -> str:
     """The implementation a convolution of `kernel_size` runs with: 'xla' or 'matmul'.
 
-    `impl` is one of `IMPLS`; 'auto' resolves on `backend` (default: JAX's default backend) to
-    'matmul' for 1x1 convolutions on CPU and to 'xla' otherwise (module docstring).
+    `impl` is one of `IMPLS`. 'auto' resolves per (`backend`, `kernel_size`) from the table
+    `AUTO`, measured for the train step (module docstring); `backend` defaults to JAX's default
+    backend, and a pair missing from the table gets 'xla'.
     """
     if impl not in IMPLS:
         raise ValueError(f"conv_impl must be one of {IMPLS}; got {impl!r}")
     if impl != "auto":
         return impl
-    backend = backend or jax.default_backend()
-    return "matmul" if backend == "cpu" and kernel_size == 1 else "xla"
+    return AUTO.get((backend or jax.default_backend(), kernel_size), "xla")
 
 
 def conv2d_matmul(x: jnp.ndarray, kernel: jnp.ndarray, stride: int = 1) -> jnp.ndarray:
