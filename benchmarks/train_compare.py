@@ -247,16 +247,17 @@ def worker_official(a):
 BATCH_KEYS = ("images", "depth", "valid", "extrinsics", "intrinsics", "camera_valid")
 
 
-def _config(model: str, dtype: str, scan: str = ""):
+def _config(model: str, dtype: str, scan: str = "", conv_impl: str = "auto"):
     """The benchmark's student-task config (model dtype set; the experiments' optimiser).
-    ``scan``: '' (unrolled blocks) or a remat policy: backbone as `nn.scan` stacks with it."""
+    ``scan``: '' (unrolled blocks) or a remat policy: backbone as `nn.scan` stacks with it.
+    ``conv_impl``: the heads' convolutions (`da3_jax.model.conv`; 'auto': fastest measured)."""
     import ml_collections
 
     c = ml_collections.ConfigDict()
     c.task = "student"
     c.seed = 0
     c.batch_size = 1
-    overrides = {"dtype": dtype}
+    overrides = {"dtype": dtype, "conv_impl": conv_impl}
     if scan:
         overrides.update(scan_layers=True, remat_policy=scan)
     c.model = ml_collections.ConfigDict({"name": model, "overrides": overrides})
@@ -279,7 +280,7 @@ def worker_jax(a):
     from da3_jax.train.state import create_state
     from da3_jax.train.step import make_train_step
 
-    config = _config(a.model, a.dtype, a.scan)
+    config = _config(a.model, a.dtype, a.scan, a.conv_impl)
     params = load_official(a.load_weights, a.model)[1]
     if a.scan:
         from da3_jax.parallel import scan
@@ -293,7 +294,7 @@ def worker_jax(a):
 
     def fns_for(dtype):  # (jitted train step, jitted forward) of the model in `dtype`
         if dtype not in fns:
-            cfg = _config(a.model, dtype, a.scan)
+            cfg = _config(a.model, dtype, a.scan, a.conv_impl)
             model = da3_tasks.build_model(cfg)
 
             def fwd(p, x):
@@ -400,6 +401,8 @@ def worker_main(argv=None) -> None:
     ap.add_argument("--load-weights", default="")
     ap.add_argument("--scan", default="", help="jax: scanned backbone with this remat policy "
                     "(none, full, dots, dots_all); default unrolled")
+    ap.add_argument("--conv-impl", default="auto", choices=("xla", "matmul", "auto"),
+                    help="jax: the heads' convolutions (da3_jax.model.conv)")
     a = ap.parse_args(argv)
     if a.device == "cpu":
         _common.pin_threads(a.threads)
@@ -426,7 +429,8 @@ def worker_env(device: str) -> dict:
 
 def worker_args(impl: str, model: str, cells: str, dtype: str, *, inputs: str = "",
                 weights: str = "", device: str = "cpu", threads: int = 2, warmup: int = 2,
-                repeats: int = 3, hw: tuple[int, int] = (280, 280), scan: str = "") -> list[str]:
+                repeats: int = 3, hw: tuple[int, int] = (280, 280), scan: str = "",
+                conv_impl: str = "auto") -> list[str]:
     """Command-line arguments of one worker (see `worker_main`)."""
     args = ["--worker", impl, "--model", model, "--cells", cells, "--dtype", dtype,
             "--device", device, "--threads", str(threads), "--warmup", str(warmup),
@@ -434,7 +438,8 @@ def worker_args(impl: str, model: str, cells: str, dtype: str, *, inputs: str = 
     if inputs:
         args += ["--inputs", inputs]
     if impl == "jax":
-        args += ["--load-weights", weights] + (["--scan", scan] if scan else [])
+        args += ["--load-weights", weights, "--conv-impl", conv_impl]
+        args += ["--scan", scan] if scan else []
     return args
 
 

@@ -42,14 +42,15 @@ import time
 from benchmarks import _common
 
 
-def _config(model: str):
+def _config(model: str, conv_impl: str = "auto"):
     import ml_collections
 
     c = ml_collections.ConfigDict()
     c.task = "student"
     c.seed = 0
     c.batch_size = 1  # only read by the task's data iterator factory (unused here)
-    c.model = ml_collections.ConfigDict({"name": model, "overrides": {}})
+    c.model = ml_collections.ConfigDict({"name": model,
+                                         "overrides": {"conv_impl": conv_impl}})
     c.loss = ml_collections.ConfigDict(dict(lambda_c=1.0, beta=1.0, alpha=1.0, ray=1.0,
                                             point=1.0))
     c.optim = ml_collections.ConfigDict(dict(
@@ -70,7 +71,8 @@ def pipeline_batch(batch: int, views: int, hw: tuple[int, int]) -> dict:
     return next(make_train_iterator(cfg))
 
 
-def bench_model(model: str, batch_np: dict, repeats: int, peak_gflops: float) -> dict:
+def bench_model(model: str, batch_np: dict, repeats: int, peak_gflops: float,
+                conv_impl: str = "auto") -> dict:
     import jax
     import jax.numpy as jnp
 
@@ -80,7 +82,7 @@ def bench_model(model: str, batch_np: dict, repeats: int, peak_gflops: float) ->
     from da3_jax.train.state import create_state
     from da3_jax.train.step import make_train_step
 
-    config = _config(model)
+    config = _config(model, conv_impl)
     task = da3_tasks.student_task(config)
     batch = {k: jnp.asarray(v) for k, v in batch_np.items()}
     b, n, h, w, _ = batch["images"].shape
@@ -98,7 +100,7 @@ def bench_model(model: str, batch_np: dict, repeats: int, peak_gflops: float) ->
     # FLOPs: XLA counts a loop body once, and the default CPU attention kernel loops over heads
     # and query blocks, so the counts come from the same step / forward lowered with the
     # loop-free 'dense' kernel (same maths; lowering only, not compiled or run).
-    dense = _config(model)
+    dense = _config(model, conv_impl)
     dense.model.overrides = {"attention_impl": "dense"}
     dense_task = da3_tasks.student_task(dense)
     dense_step = make_train_step(dense_task.loss_fn, tx, schedule)
@@ -149,6 +151,9 @@ def main(argv=None) -> dict:
                     help="time the official PyTorch train step next to ours (subprocesses)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="--compare-official: interleaved rounds per model")
+    ap.add_argument("--conv-impl", default="auto", choices=("xla", "matmul", "auto"),
+                    help="da3_jax heads' convolutions (da3_jax.model.conv; 'auto': the "
+                    "implementation measured fastest on the backend)")
     a = ap.parse_args(argv)
     if a.repeats < 3:
         raise ValueError(f"--repeats must be >= 3; got {a.repeats}")
@@ -164,7 +169,7 @@ def main(argv=None) -> dict:
     batch_np = pipeline_batch(a.batch, a.views, (h, w))
     rows = []
     for m in a.models.split(","):
-        r = bench_model(m, batch_np, a.repeats, peak["gflops_median"])
+        r = bench_model(m, batch_np, a.repeats, peak["gflops_median"], a.conv_impl)
         print(f"# {json.dumps(r)}", file=sys.stderr, flush=True)
         rows.append(r)
     peak_after = _common.matmul_peak_gflops()
@@ -221,7 +226,8 @@ def compare_official(a, hw: tuple[int, int]) -> dict:
                 for impl in order:
                     load = os.getloadavg()[0]
                     r = tc.run_cell(impl, model, "train", "float32", a.views, inputs=inputs,
-                                    weights=weights, threads=a.threads, repeats=a.repeats)
+                                    weights=weights, threads=a.threads, repeats=a.repeats,
+                                    conv_impl=a.conv_impl)
                     r["load_1min_before"] = load
                     row[impl] = r
                     print(f"# {json.dumps(r)}", file=sys.stderr, flush=True)

@@ -38,6 +38,11 @@ field so scaling studies can vary it (DA3-official.md §1.1 gives the official v
                     (configs without the fields mean False).
   attention_impl    passed to `da3_jax.parallel.attention.dot_product_attention` ("auto":
                     the fastest exact linear-memory kernel of the backend).
+  conv_impl         how the heads' convolutions run (`da3_jax.model.conv`): 'xla' (default:
+                    XLA's convolution, as the inference parity tests use), 'matmul' (im2col +
+                    one dot; slower on XLA:CPU) or 'auto' (per convolution, the implementation
+                    measured faster for training on the backend: 'xla' on CPU; 'xla' on GPU/TPU,
+                    unmeasured there). Same params for every value.
   dtype             compute dtype of the backbone ('float32' or 'bfloat16'); params stay fp32,
                     LayerNorm statistics, softmax, heads and cameras run in fp32.
   scan_layers       False (default; the unrolled `blocks_i` layout that conversion produces) or
@@ -52,6 +57,8 @@ field so scaling studies can vary it (DA3-official.md §1.1 gives the official v
 from __future__ import annotations
 
 import ml_collections
+
+from da3_jax.model.conv import IMPLS as CONV_IMPLS
 
 TARGETS = ("depth_ray_cam", "depth_ray", "depth_cam", "depth_point")
 
@@ -108,6 +115,7 @@ def _base(vit: str) -> ml_collections.ConfigDict:
     c.gs_color_residual = False
     c.gs_z_depth = False
     c.attention_impl = "auto"
+    c.conv_impl = "xla"
     c.dtype = "float32"
     c.scan_layers = False
     c.remat_policy = "none"
@@ -219,6 +227,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.ffn not in ("mlp", "swiglu"):
         raise ValueError(f"config.ffn={config.ffn!r}; expected 'mlp' or 'swiglu'")
+    if config.get("conv_impl", "xla") not in CONV_IMPLS:
+        raise ValueError(f"config.conv_impl={config.conv_impl!r}; expected one of {CONV_IMPLS}")
     if config.head not in ("dualdpt", "dpt"):
         raise ValueError(f"config.head={config.head!r}; expected 'dualdpt' or 'dpt'")
     if config.rope_start != -1 and (config.embed_dim // config.num_heads) % 4:

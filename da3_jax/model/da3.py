@@ -103,10 +103,12 @@ class DA3(nn.Module):
             )
         self.backbone = Backbone(cfg)
         dim_in = configs_lib.head_dim_in(cfg)
+        conv_impl = cfg.get("conv_impl", "xla")  # older saved configs have no field
         second, camera = configs_lib.target_parts(cfg)
         if cfg.head == "dualdpt":
             self.head = dpt.DualDPT(
-                dim_in, cfg.head_features, tuple(cfg.head_out_channels), cfg.patch_size, second
+                dim_in, cfg.head_features, tuple(cfg.head_out_channels), cfg.patch_size, second,
+                conv_impl=conv_impl,
             )
         else:
             self.head = dpt.DPT(
@@ -116,12 +118,14 @@ class DA3(nn.Module):
                 output_dim=1,
                 use_sky_head=cfg.head_use_sky,
                 patch_size=cfg.patch_size,
+                conv_impl=conv_impl,
             )
         if camera:
             self.cam_dec = CameraDec()
         if cfg.gs_head:
             self.gs_head = GSDPT(
-                dim_in, cfg.head_features, tuple(cfg.head_out_channels), patch_size=cfg.patch_size
+                dim_in, cfg.head_features, tuple(cfg.head_out_channels), patch_size=cfg.patch_size,
+                conv_impl=conv_impl,
             )
 
     def __call__(

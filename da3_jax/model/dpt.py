@@ -46,32 +46,33 @@ class _DualScratch(nn.Module):
 
     features: int
     aux_channels: int = 7  # 7: ray (6) + conf; 4: point map (3) + conf; 0: no aux branch
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, levels, image_hw):
-        f = self.features
-        rn = scratch_layers_rn(levels, f)
-        main = fusion_chain(rn, f)
+        f, impl = self.features, self.conv_impl
+        rn = scratch_layers_rn(levels, f, impl)
+        main = fusion_chain(rn, f, conv_impl=impl)
         ph8, pw8 = main.shape[1:3]
 
         # Main (depth) branch: conv1 at 8ph x 8pw, resize to the image size, +UV, conv2.
-        main = conv(f // 2, 3, "output_conv1")(main)
+        main = conv(f // 2, 3, "output_conv1", impl=impl)(main)
         h_out, w_out = (ph8 // 8) * 14, (pw8 // 8) * 14
         main = bilinear_resize_align_corners(main, (h_out, w_out))
         main = add_uv_pos_embed(main, image_hw)
-        main = conv(HEAD_FEATURES_2, 3, "output_conv2_0")(main)
-        main = conv(2, 1, "output_conv2_2")(nn.relu(main))
+        main = conv(HEAD_FEATURES_2, 3, "output_conv2_0", impl=impl)(main)
+        main = conv(2, 1, "output_conv2_2", impl=impl)(nn.relu(main))
         if not self.aux_channels:
             return main, None
 
         # Aux (ray) branch, last level only: 5 linear convs, +UV, conv, LN(32), ReLU, 1x1 -> 7.
-        aux = fusion_chain(rn, f, suffix="_aux")
+        aux = fusion_chain(rn, f, suffix="_aux", conv_impl=impl)
         for k in range(5):
-            aux = conv(f // 2 if k % 2 == 0 else f, 3, f"output_conv1_aux_3_{k}")(aux)
+            aux = conv(f // 2 if k % 2 == 0 else f, 3, f"output_conv1_aux_3_{k}", impl=impl)(aux)
         aux = add_uv_pos_embed(aux, image_hw)
-        aux = conv(HEAD_FEATURES_2, 3, "output_conv2_aux_3_0")(aux)
+        aux = conv(HEAD_FEATURES_2, 3, "output_conv2_aux_3_0", impl=impl)(aux)
         aux = nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, name="output_conv2_aux_3_2")(aux)
-        aux = conv(self.aux_channels, 1, "output_conv2_aux_3_5")(nn.relu(aux))
+        aux = conv(self.aux_channels, 1, "output_conv2_aux_3_5", impl=impl)(nn.relu(aux))
         return main, aux
 
 
@@ -86,6 +87,7 @@ class DualDPT(nn.Module):
       second: what the second (aux) branch predicts (`configs.target_parts`): 'ray' (official),
         'point' (a world point map, the 'depth_point' ablation; same layers, 4 output channels)
         or None (no second branch: 'depth_cam').
+      conv_impl: how the convolutions run: 'xla', 'matmul' or 'auto' (`da3_jax.model.conv`).
 
     `__call__(feats, image_hw)` returns a dict of float32 arrays:
       `depth [BN, H, W]` = exp(c0), `depth_conf [BN, H, W]` = exp(c1) + 1;
@@ -101,19 +103,21 @@ class DualDPT(nn.Module):
     out_channels: Sequence[int]
     patch_size: int = 14
     second: str | None = "ray"
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, feats, image_hw):
         image_hw = (int(image_hw[0]), int(image_hw[1]))
         levels = reassemble(
-            feats, image_hw, self.out_channels, self.patch_size, use_norm=True, pos_embed=True
+            feats, image_hw, self.out_channels, self.patch_size, use_norm=True, pos_embed=True,
+            conv_impl=self.conv_impl,
         )
         channels = {"ray": 7, "point": 4, None: 0}
         if self.second not in channels:
             raise ValueError(f"DualDPT.second={self.second!r}; expected 'ray', 'point' or None")
-        main, aux = _DualScratch(self.features, channels[self.second], name="scratch")(
-            levels, image_hw
-        )
+        main, aux = _DualScratch(
+            self.features, channels[self.second], self.conv_impl, name="scratch"
+        )(levels, image_hw)
         out = {"depth": jnp.exp(main[..., 0]), "depth_conf": _expp1(main[..., 1])}
         if self.second == "ray":
             out.update(ray=aux[..., :6], ray_conf=_expp1(aux[..., 6]))
@@ -135,24 +139,25 @@ class DPTScratch(nn.Module):
     output_dim: int
     use_sky_head: bool
     pos_embed: bool
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, levels, image_hw, injected=None):
-        f = self.features
-        rn = scratch_layers_rn(levels, f)
-        fused = conv(f // 2, 3, "output_conv1")(fusion_chain(rn, f))
+        f, impl = self.features, self.conv_impl
+        rn = scratch_layers_rn(levels, f, impl)
+        fused = conv(f // 2, 3, "output_conv1", impl=impl)(fusion_chain(rn, f, conv_impl=impl))
         h_out, w_out = (fused.shape[1] // 8) * 14, (fused.shape[2] // 8) * 14
         fused = bilinear_resize_align_corners(fused, (h_out, w_out))
         if injected is not None:
             fused = fused + injected
         if self.pos_embed:
             fused = add_uv_pos_embed(fused, image_hw)
-        main = conv(HEAD_FEATURES_2, 3, "output_conv2_0")(fused)
-        main = conv(self.output_dim, 1, "output_conv2_2")(nn.relu(main))
+        main = conv(HEAD_FEATURES_2, 3, "output_conv2_0", impl=impl)(fused)
+        main = conv(self.output_dim, 1, "output_conv2_2", impl=impl)(nn.relu(main))
         if not self.use_sky_head:
             return main, None
-        sky = conv(HEAD_FEATURES_2, 3, "sky_output_conv2_0")(fused)
-        sky = conv(1, 1, "sky_output_conv2_2")(nn.relu(sky))
+        sky = conv(HEAD_FEATURES_2, 3, "sky_output_conv2_0", impl=impl)(fused)
+        sky = conv(1, 1, "sky_output_conv2_2", impl=impl)(nn.relu(sky))
         return main, sky
 
 
@@ -177,6 +182,7 @@ class DPT(nn.Module):
     pos_embed: bool = False
     norm: bool = False
     patch_size: int = 14
+    conv_impl: str = "xla"  # 'xla', 'matmul' or 'auto' (`da3_jax.model.conv`)
 
     @nn.compact
     def __call__(self, feats, image_hw):
@@ -188,9 +194,11 @@ class DPT(nn.Module):
             self.patch_size,
             use_norm=self.norm,
             pos_embed=self.pos_embed,
+            conv_impl=self.conv_impl,
         )
         main, sky = DPTScratch(
-            self.features, self.output_dim, self.use_sky_head, self.pos_embed, name="scratch"
+            self.features, self.output_dim, self.use_sky_head, self.pos_embed, self.conv_impl,
+            name="scratch",
         )(levels, image_hw)
         if self.output_dim == 1:
             out = {"depth": jnp.exp(main[..., 0])}

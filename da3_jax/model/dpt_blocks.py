@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from da3_jax.model.conv import Conv2d
+
 # ---------------------------------------------------------------------------------------------
 # Resampling and positional embedding (pure functions, static shapes)
 # ---------------------------------------------------------------------------------------------
@@ -182,17 +184,18 @@ def add_uv_pos_embed(x: jnp.ndarray, image_hw: Sequence[int], ratio: float = 0.1
 # ---------------------------------------------------------------------------------------------
 
 
-def conv(features: int, kernel: int, name: str, *, stride: int = 1, use_bias: bool = True):
-    """`nn.Conv2d(…, kernel, stride, padding=kernel // 2)` as a flax conv (NHWC)."""
-    pad = kernel // 2
-    return nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((pad, pad), (pad, pad)),
-        use_bias=use_bias,
-        name=name,
-    )
+def conv(
+    features: int,
+    kernel: int,
+    name: str,
+    *,
+    stride: int = 1,
+    use_bias: bool = True,
+    impl: str = "xla",
+) -> Conv2d:
+    """`nn.Conv2d(…, kernel, stride, padding=kernel // 2)` (NHWC), computed as `impl` says
+    ('xla', 'matmul' or 'auto'; `da3_jax.model.conv`)."""
+    return Conv2d(features, kernel, stride, use_bias, impl, name=name)
 
 
 class ConvTransposeScatter(nn.Module):
@@ -229,11 +232,12 @@ class ResidualConvUnit(nn.Module):
     """Pre-activation residual unit: `conv2(relu(conv1(relu(x)))) + x`, 3x3 convs with bias."""
 
     features: int
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        out = conv(self.features, 3, "conv1")(nn.relu(x))
-        out = conv(self.features, 3, "conv2")(nn.relu(out))
+        out = conv(self.features, 3, "conv1", impl=self.conv_impl)(nn.relu(x))
+        out = conv(self.features, 3, "conv2", impl=self.conv_impl)(nn.relu(out))
         return out + x
 
 
@@ -246,17 +250,19 @@ class FeatureFusionBlock(nn.Module):
 
     features: int
     has_residual: bool = True
+    conv_impl: str = "xla"
 
     @nn.compact
     def __call__(self, x, skip=None, size=None):
         y = x
+        impl = self.conv_impl
         if self.has_residual and skip is not None:
-            y = y + ResidualConvUnit(self.features, name="resConfUnit1")(skip)
-        y = ResidualConvUnit(self.features, name="resConfUnit2")(y)
+            y = y + ResidualConvUnit(self.features, impl, name="resConfUnit1")(skip)
+        y = ResidualConvUnit(self.features, impl, name="resConfUnit2")(y)
         if size is None:
             size = (int(y.shape[1] * 2), int(y.shape[2] * 2))
         y = bilinear_resize_align_corners(y, size)
-        return conv(self.features, 1, "out_conv")(y)
+        return conv(self.features, 1, "out_conv", impl=impl)(y)
 
 
 def reassemble(
@@ -267,6 +273,7 @@ def reassemble(
     *,
     use_norm: bool,
     pos_embed: bool,
+    conv_impl: str = "xla",
 ) -> list[jnp.ndarray]:
     """Token maps → the 4 pyramid levels (call inside the head's `nn.compact` method).
 
@@ -297,7 +304,7 @@ def reassemble(
         if norm is not None:
             x = norm(x)
         x = x.reshape(x.shape[0], ph, pw, x.shape[-1])
-        x = conv(out_channels[k], 1, f"projects_{k}")(x)
+        x = conv(out_channels[k], 1, f"projects_{k}", impl=conv_impl)(x)
         if pos_embed:
             x = add_uv_pos_embed(x, (h_img, w_img))
         if k == 0:
@@ -305,24 +312,31 @@ def reassemble(
         elif k == 1:
             x = ConvTransposeScatter(out_channels[1], 2, name="resize_layers_1")(x)
         elif k == 3:
-            x = conv(out_channels[3], 3, "resize_layers_3", stride=2)(x)
+            x = conv(out_channels[3], 3, "resize_layers_3", stride=2, impl=conv_impl)(x)
         out.append(x)
     return out
 
 
-def fusion_chain(layers_rn: Sequence[jnp.ndarray], features: int, suffix: str = ""):
+def fusion_chain(
+    layers_rn: Sequence[jnp.ndarray], features: int, suffix: str = "", conv_impl: str = "xla"
+):
     """refinenet4 → 3 → 2 → 1 (`refinenet{i}{suffix}`); returns the `[BN, 8ph, 8pw, F]` map."""
     l1, l2, l3, l4 = layers_rn
-    out = FeatureFusionBlock(features, has_residual=False, name=f"refinenet4{suffix}")(
-        l4, size=l3.shape[1:3]
-    )
-    out = FeatureFusionBlock(features, name=f"refinenet3{suffix}")(out, l3, size=l2.shape[1:3])
-    out = FeatureFusionBlock(features, name=f"refinenet2{suffix}")(out, l2, size=l1.shape[1:3])
-    return FeatureFusionBlock(features, name=f"refinenet1{suffix}")(out, l1)
+
+    def block(i, **kw):
+        return FeatureFusionBlock(features, conv_impl=conv_impl, name=f"refinenet{i}{suffix}", **kw)
+
+    out = block(4, has_residual=False)(l4, size=l3.shape[1:3])
+    out = block(3)(out, l3, size=l2.shape[1:3])
+    out = block(2)(out, l2, size=l1.shape[1:3])
+    return block(1)(out, l1)
 
 
-def scratch_layers_rn(levels: Sequence[jnp.ndarray], features: int) -> list[jnp.ndarray]:
+def scratch_layers_rn(
+    levels: Sequence[jnp.ndarray], features: int, conv_impl: str = "xla"
+) -> list[jnp.ndarray]:
     """`layer{1..4}_rn`: 3x3 convs without bias, C_k → F."""
     return [
-        conv(features, 3, f"layer{i + 1}_rn", use_bias=False)(x) for i, x in enumerate(levels)
+        conv(features, 3, f"layer{i + 1}_rn", use_bias=False, impl=conv_impl)(x)
+        for i, x in enumerate(levels)
     ]

@@ -42,6 +42,7 @@ class GSDPT(nn.Module):
     out_channels: Sequence[int]
     output_dim: int = 38
     patch_size: int = 14
+    conv_impl: str = "xla"  # 'xla', 'matmul' or 'auto' (`da3_jax.model.conv`)
 
     @nn.compact
     def __call__(self, feats, image_hw, images):
@@ -54,14 +55,16 @@ class GSDPT(nn.Module):
                 f"got {images.shape}"
             )
         levels = reassemble(
-            feats, image_hw, self.out_channels, self.patch_size, use_norm=False, pos_embed=True
+            feats, image_hw, self.out_channels, self.patch_size, use_norm=False, pos_embed=True,
+            conv_impl=self.conv_impl,
         )
         merged = images.astype(jnp.float32)
         widths = (self.features // 8, self.features // 4, self.features // 2)
         for i, width in enumerate(widths):
-            merged = conv(width, 3, f"images_merger_{2 * i}")(merged)
+            merged = conv(width, 3, f"images_merger_{2 * i}", impl=self.conv_impl)(merged)
             merged = jax.nn.gelu(merged, approximate=False)
         main, _ = DPTScratch(
-            self.features, self.output_dim, use_sky_head=False, pos_embed=True, name="scratch"
+            self.features, self.output_dim, use_sky_head=False, pos_embed=True,
+            conv_impl=self.conv_impl, name="scratch",
         )(levels, image_hw, injected=merged)
         return {"raw_gs": main[..., :-1], "raw_gs_conf": jax.nn.sigmoid(main[..., -1])}

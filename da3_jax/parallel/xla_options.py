@@ -9,6 +9,11 @@ measured on the da3-small forward at N = 4, 504x504, fp32, 2 threads
   3.06 s vs 3.16 s with the default set and 3.97 s with YNNPACK off;
 * **head** (DPT: 3x3 convolutions with 32-64 channels at up to full resolution): no YNNPACK at
   all (XLA's own convolution emitter), 1.22 s vs 1.70 s with the default set.
+* **train** (the whole jitted train step: one program, one option set): YNNPACK dots and
+  reductions, XLA's own convolutions. The default set also hands convolutions to YNNPACK, whose
+  kernel gradient (backward-filter convolution) at the head's shapes is 2-2.3x slower than XLA's
+  emitter; its forward and input gradient are on par. da3-small 1x4x280² step: -3 % process
+  CPU time against the default set (`benchmarks/RESULTS.md` §10.8).
 
 `compiler_options(stage)` returns the options for ``jax.jit(..., compiler_options=...)``. They
 apply only where they were measured: on the CPU backend, and only if this jaxlib accepts them
@@ -24,12 +29,13 @@ import functools
 import jax
 import jax.numpy as jnp
 
-STAGES = ("backbone", "head")
+STAGES = ("backbone", "head", "train")
 _YNN = "xla_cpu_experimental_ynn_fusion_type"
 _T = "LIBRARY_FUSION_TYPE_"
 CPU_OPTIONS: dict[str, dict[str, str]] = {
     "backbone": {_YNN: f"{_T}INDIVIDUAL_DOT,{_T}REDUCE"},
     "head": {_YNN: ""},
+    "train": {_YNN: f"{_T}INDIVIDUAL_DOT,{_T}REDUCE"},
 }
 
 
@@ -45,8 +51,8 @@ def _accepted(stage: str) -> bool:
 
 
 def compiler_options(stage: str, backend: str | None = None) -> dict[str, str] | None:
-    """Compiler options for ``stage`` ('backbone' or 'head') on ``backend`` (default: the default
-    backend), or None for XLA's defaults."""
+    """Compiler options for ``stage`` ('backbone', 'head' or 'train') on ``backend`` (default: the
+    default backend), or None for XLA's defaults."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}; got {stage!r}")
     backend = backend or jax.default_backend()

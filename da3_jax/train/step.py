@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from da3_jax.parallel.xla_options import compiler_options
 from da3_jax.train.state import TrainState
 
 
@@ -25,7 +26,8 @@ def make_train_step(
     ema_decay: float = 0.0,
     jit: bool = True,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-    """Returns ``train_step(state, batch) -> (state, metrics)``, jitted donating ``state``
+    """Returns ``train_step(state, batch) -> (state, metrics)``, jitted donating ``state`` with
+    the backend's train-step compiler options (``xla_options.compiler_options('train')``)
     (``jit=False``: the plain function, for callers that jit it with explicit shardings, as
     ``train.loop.jit_train_step`` does on a mesh)."""
 
@@ -71,4 +73,6 @@ def make_train_step(
         )
         return new_state, metrics
 
-    return jax.jit(train_step, donate_argnums=(0,)) if jit else train_step
+    if not jit:
+        return train_step
+    return jax.jit(train_step, donate_argnums=(0,), compiler_options=compiler_options("train"))

@@ -39,7 +39,7 @@ def student_config(model_name: str, arg, *, lr: float, batch: int, res: int = 50
     if a.view_attention not in ("allgather", "ring"):
         raise ValueError(f"view_attention must be allgather|ring, got {a.view_attention!r}")
     c.model = ml_collections.ConfigDict({"name": model_name, "overrides": {
-        "dtype": "bfloat16",
+        "dtype": "bfloat16", "conv_impl": "auto",
         "attention_impl": f"{a.view_attention}_view" if view > 1 else "auto"}})
     c.model.init_from = ml_collections.ConfigDict(
         {"kind": "" if a.init == "none" else a.init, "path": a.init_path})

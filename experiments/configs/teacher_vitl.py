@@ -25,7 +25,7 @@ def get_config(arg=None):
     c.mesh_shape = common.mesh_config(data=-1, fsdp=4)
     c.ema_decay = 0.9999
     c.model = ml_collections.ConfigDict({"name": "da3-large", "overrides": {
-        "dtype": "bfloat16", "cam_enc": False, "cam_dec": False}})
+        "dtype": "bfloat16", "conv_impl": "auto", "cam_enc": False, "cam_dec": False}})
     c.model.init_from = ml_collections.ConfigDict(
         {"kind": "" if a.init == "none" else a.init, "path": a.init_path})
     c.data = ml_collections.ConfigDict()

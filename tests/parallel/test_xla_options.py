@@ -15,6 +15,8 @@ def test_options_per_backend():
     backbone = xla_options.compiler_options("backbone", "cpu")
     assert head == xla_options.CPU_OPTIONS["head"]  # accepted by this jaxlib
     assert backbone == xla_options.CPU_OPTIONS["backbone"]
+    assert xla_options.compiler_options("train", "cpu") == xla_options.CPU_OPTIONS["train"]
+    assert xla_options.compiler_options("train", "gpu") is None
     with pytest.raises(ValueError, match="stage"):
         xla_options.compiler_options("decoder")
 
