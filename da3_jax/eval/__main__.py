@@ -13,6 +13,23 @@ import sys
 from da3_jax.eval import predictors, protocols, runner
 
 
+def _reader_options(dataset: str, nvs_hw: str | None) -> dict:
+    """`--nvs-hw` -> {'hw': (H, W) | None} for the NVS readers; ValueError otherwise."""
+    from data_pipelines.readers import NVS_BENCHMARKS
+
+    if nvs_hw is None:
+        return {}
+    if dataset not in NVS_BENCHMARKS:
+        raise ValueError(f"--nvs-hw: only for the NVS readers {NVS_BENCHMARKS}, not {dataset!r}")
+    if nvs_hw.strip().lower() == "native":
+        return {"hw": None}
+    try:
+        h, w = (int(x) for x in nvs_hw.replace("x", ",").split(","))
+    except ValueError as e:
+        raise ValueError(f"--nvs-hw: expected 'H,W' or 'native', got {nvs_hw!r}") from e
+    return {"hw": (h, w)}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m da3_jax.eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -20,7 +37,12 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", required=True, help="benchmark reader name (e.g. hiroom, eth3d)")
     p.add_argument("--data-dir", required=True, help="root folder of that benchmark")
     p.add_argument("--out", required=True, help="output folder (per-scene JSON, reports)")
-    p.add_argument("--max-frames", type=int, default=protocols.MAX_FRAMES)
+    p.add_argument("--max-frames", type=int, default=None,
+                   help=f"views per scene (official sampling); default {protocols.MAX_FRAMES}, "
+                   "or all frames (0) when --modes has nvs")
+    p.add_argument("--nvs-hw", default=None,
+                   help="H,W image size of the NVS benchmark readers (dl3dv, tanks_temples, "
+                   "megadepth): default 270,480 (the paper's protocol); 'native' = stored size")
     p.add_argument("--process-res", type=int, default=504, help="model input resolution")
     p.add_argument("--seed", type=int, default=protocols.SAMPLE_SEED)
     p.add_argument("--modes", default="pose,recon_unposed,recon_posed",
@@ -42,9 +64,12 @@ def main(argv=None) -> int:
                                              depth_scale=a.oracle_depth_scale)
     else:
         predict = predictors.CheckpointPredictor(a.checkpoint, process_res=a.process_res)
+    modes = runner.check_modes(a.modes)
+    if a.max_frames is None:
+        a.max_frames = 0 if "nvs" in modes else protocols.MAX_FRAMES
     agg = runner.run_benchmark(
-        a.dataset, a.data_dir, predict, a.out, modes=runner.check_modes(a.modes),
-        max_frames=a.max_frames, seed=a.seed,
+        a.dataset, a.data_dir, predict, a.out, modes=modes,
+        max_frames=a.max_frames, seed=a.seed, reader_options=_reader_options(a.dataset, a.nvs_hw),
         scenes=a.scenes.split(",") if a.scenes else None, fusion=a.fusion,
         depth_align=a.depth_align, gt_cloud=a.gt_cloud, plots=not a.no_plots)
     for mode, table in agg.items():

@@ -198,10 +198,13 @@ def run_benchmark(dataset: str, data_dir: str, predict: Predictor, out_dir: str,
                   modes: Sequence[str] = ("pose",), max_frames: int = protocols.MAX_FRAMES,
                   seed: int = protocols.SAMPLE_SEED, scenes: Sequence[str] | None = None,
                   fusion: str = "points", depth_align: str = "median", gt_cloud: str = "auto",
-                  plots: bool = True, progress: bool = True) -> dict:
+                  plots: bool = True, progress: bool = True,
+                  reader_options: Mapping | None = None) -> dict:
     """Evaluate every scene of `dataset` under `data_dir`; returns the aggregate dict.
 
-    Resumable: a scene whose JSON already holds all requested modes is not recomputed.
+    `reader_options`: extra keyword arguments of the reader's `load_scene` (e.g. `hw` of the
+    NVS readers). Resumable: a scene whose JSON already holds all requested modes is not
+    recomputed.
     Writes `<out>/<dataset>/{scenes/*.json, metrics.json, results.md, plots/*.png}`.
     """
     from tqdm import tqdm
@@ -230,7 +233,7 @@ def run_benchmark(dataset: str, data_dir: str, predict: Predictor, out_dir: str,
                 done = json.load(f)
         todo = [m for m in modes if m not in done.get("metrics", {})]
         if todo:
-            record = load(data_dir, scene, max_frames, seed)
+            record = load(data_dir, scene, max_frames, seed, **(reader_options or {}))
             res = evaluate_scene(record, predict, todo, fusion=fusion, depth_align=depth_align,
                                  gt_cloud=gt_cloud)
             errors = {k: v for k, v in res.items() if k.endswith("_errors")}

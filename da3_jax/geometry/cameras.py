@@ -43,6 +43,7 @@ __all__ = [
     "to_homogeneous",
     "w2c_to_c2w",
     "c2w_to_w2c",
+    "opengl_to_opencv_c2w",
     "camera_center",
     "invert_intrinsics",
     "rescale_intrinsics",
@@ -108,6 +109,20 @@ def c2w_to_w2c(extrinsics_c2w: jnp.ndarray) -> jnp.ndarray:
     """Invert a rigid c2w ``[..., 3|4, 4]`` to w2c of the same shape (see :func:`w2c_to_c2w`)."""
     _check_extrinsics(extrinsics_c2w, "extrinsics_c2w")
     return _rigid_inverse(jnp.asarray(extrinsics_c2w))
+
+
+@checked_jit({"extrinsics_c2w": _check_extrinsics})
+def opengl_to_opencv_c2w(extrinsics_c2w: jnp.ndarray) -> jnp.ndarray:
+    """c2w ``[..., 3|4, 4]`` with OpenGL / Blender / nerfstudio camera axes (x right, y up,
+    z backward) -> the same camera with OpenCV axes (x right, y down, z forward).
+
+    ``c2w @ diag(1, -1, -1, 1)``: the camera's y and z columns change sign; the centre and the
+    world frame are unchanged. The map is its own inverse (OpenCV -> OpenGL is the same call).
+    """
+    _check_extrinsics(extrinsics_c2w, "extrinsics_c2w")
+    ext = jnp.asarray(extrinsics_c2w)
+    flip = jnp.asarray([1.0, -1.0, -1.0, 1.0], ext.dtype)
+    return ext * flip
 
 
 @checked_jit({"extrinsics_w2c": _check_extrinsics})

@@ -101,15 +101,17 @@ def read_dense_depth_bin(path: _io.PathLike, field: str = "depth") -> np.ndarray
 
 
 def sparse_depth_map(
-    rec: pycolmap.Reconstruction, image: pycolmap.Image, w2c: np.ndarray, k: np.ndarray
+    rec: pycolmap.Reconstruction, image: pycolmap.Image, w2c: np.ndarray, k: np.ndarray,
+    hw: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """z-depth ``[H, W]`` of the 3D points observed by ``image`` (0 elsewhere; nearest wins).
 
     A point lands in the pixel that contains its projection (pixel-edge convention:
     column = floor(u)). Only points with a track entry in this image are used, so occluded
-    points are not drawn.
+    points are not drawn. ``hw`` (default: the camera's size) and ``k`` describe the image the
+    map is drawn for, e.g. a resized view with its rescaled K.
     """
-    h, w = image.camera.height, image.camera.width
+    h, w = (image.camera.height, image.camera.width) if hw is None else hw
     ids = [p.point3D_id for p in image.points2D if p.has_point3D()]
     depth = np.zeros((h, w), np.float32)
     if not ids:
