@@ -17,7 +17,8 @@ HW = (24, 32)
 
 
 def test_registry():
-    assert set(BENCHMARKS) == {"hiroom", "eth3d", "7scenes", "scannetpp", "dtu64"}
+    assert set(BENCHMARKS) == {"hiroom", "eth3d", "7scenes", "scannetpp", "dtu64", "dl3dv",
+                               "tanks_temples", "megadepth"}
     for mod in BENCHMARKS.values():
         assert callable(mod.list_scenes) and callable(mod.load_scene)
         assert callable(mod.list_frames)

@@ -37,37 +37,53 @@ def test_split_views_targets_and_farthest_point_contexts():
     assert rest[int(np.argmax(d))] in ctx
 
 
+def gaussian_scene(seed=1, g=150):
+    """Random isotropic Gaussians in front of `_cameras` (float64, final colours `rgb`)."""
+    rng = np.random.default_rng(seed)
+    return {"means": rng.uniform([-1.2, -0.9, 2.5], [1.2, 0.9, 4.0], (g, 3)),
+            "sigma": rng.uniform(0.05, 0.15, g), "op": rng.uniform(0.5, 0.95, g),
+            "rgb": rng.uniform(0.1, 0.9, (g, 3)), "quats": np.tile([1.0, 0, 0, 0], (g, 1))}
+
+
+def reference_images(scene, w2c, k=K, hw=HW):
+    """uint8 `[N, H, W, 3]` float64 reference renders of `scene` (black background)."""
+    sc = scene
+    images = np.stack([render_reference(sc["means"], sc["quats"],
+                                        np.repeat(sc["sigma"][:, None], 3, 1), sc["op"],
+                                        sc["rgb"], c, k, hw, np.zeros(3))["rgb"] for c in w2c])
+    return np.round(np.clip(images, 0, 1) * 255).astype(np.uint8)
+
+
+def sim3_predictor(scene, num_context=12):
+    """A 'prediction': the same scene in a world x' = s R x + t (s, R, t known), as the `gs`
+    predictor of `evaluate_nvs` (context cameras mapped into that world, Gaussians too)."""
+    s, rot = 0.5, Rotation.from_rotvec([0.3, -0.2, 0.5]).as_matrix()
+    t = np.array([1.0, -2.0, 0.5])
+    sc = scene
+
+    def predict(rec, kind):
+        assert kind == "gs" and rec.num_views == num_context
+        w = np.asarray(rec.extrinsics, np.float64)
+        return {"extrinsics": np.concatenate([w[:, :, :3] @ rot.T, (
+            s * w[:, :, 3] - np.einsum("nij,j->ni", w[:, :, :3] @ rot.T, t))[..., None]], -1),
+                "gaussians": {"means": sc["means"] @ rot.T * s + t, "rotations": sc["quats"],
+                              "scales": np.repeat(sc["sigma"][:, None], 3, 1) * s,
+                              "opacities": sc["op"],
+                              "harmonics": ((sc["rgb"] - 0.5) / C0)[:, :, None]}}
+
+    return predict
+
+
 def test_evaluate_nvs_recovers_the_frame_and_renders_targets():
-    rng = np.random.default_rng(1)
-    g = 150
-    means = rng.uniform([-1.2, -0.9, 2.5], [1.2, 0.9, 4.0], (g, 3))
-    sigma = rng.uniform(0.05, 0.15, g)
-    op = rng.uniform(0.5, 0.95, g)
-    rgb = rng.uniform(0.1, 0.9, (g, 3))
-    quats = np.tile([1.0, 0, 0, 0], (g, 1))
+    scene = gaussian_scene()
     n = 17
     w2c = _cameras(n, seed=2)
-    images = np.stack([render_reference(means, quats, np.repeat(sigma[:, None], 3, 1), op, rgb,
-                                        w2c[i], K, HW, np.zeros(3))["rgb"] for i in range(n)])
     record = SceneRecord(
-        images=np.round(np.clip(images, 0, 1) * 255).astype(np.uint8),
+        images=reference_images(scene, w2c),
         depth=np.ones((n,) + HW, np.float32), valid=np.ones((n,) + HW, bool),
         intrinsics=np.tile(K, (n, 1, 1)).astype(np.float32),
         extrinsics=w2c[:, :3].astype(np.float32), dataset="synthetic", scene_id="s0",
         is_metric=False, depth_kind="dense_gt")
-    # the "prediction": the same scene in a world x' = s R x + t
-    s, rot = 0.5, Rotation.from_rotvec([0.3, -0.2, 0.5]).as_matrix()
-    t = np.array([1.0, -2.0, 0.5])
-
-    def predict(rec, kind):
-        assert kind == "gs" and rec.num_views == 12
-        w = np.asarray(rec.extrinsics, np.float64)
-        return {"extrinsics": np.concatenate([w[:, :, :3] @ rot.T, (
-            s * w[:, :, 3] - np.einsum("nij,j->ni", w[:, :, :3] @ rot.T, t))[..., None]], -1),
-                "gaussians": {"means": means @ rot.T * s + t, "rotations": quats,
-                              "scales": np.repeat(sigma[:, None], 3, 1) * s, "opacities": op,
-                              "harmonics": ((rgb - 0.5) / C0)[:, :, None]}}
-
-    res = evaluate_scene(record, predict, ["nvs"])["nvs"]
+    res = evaluate_scene(record, sim3_predictor(scene), ["nvs"])["nvs"]
     assert res["num_target"] == 3 and res["render_overflow"] == 0
     assert res["psnr"] > 40 and res["ssim"] > 0.99, res

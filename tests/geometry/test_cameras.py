@@ -10,6 +10,7 @@ from da3_jax.geometry import (
     camera_center,
     camera_rays,
     crop_intrinsics,
+    opengl_to_opencv_c2w,
     points_from_depth,
     points_from_depth_rays,
     project,
@@ -52,6 +53,22 @@ def test_homogeneous_and_inverse():
         np.linalg.inv(ref44)[..., :3, 3],
         atol=2e-6,
     )
+
+
+def test_opengl_to_opencv_c2w():
+    # a point seen by an OpenGL camera (x right, y up, looking down -z) has OpenCV camera
+    # coordinates (x, -y, -z); the map keeps the [3|4, 4] shape and is its own inverse
+    w2c, _ = _cameras(5, seed=3)
+    c2w_gl = np.linalg.inv(np.concatenate([w2c, np.tile([[[0, 0, 0, 1.0]]], (5, 1, 1))], 1))
+    pts = np.random.default_rng(0).normal(size=(5, 3))
+    p_gl = np.einsum("nij,nj->ni", np.linalg.inv(c2w_gl)[:, :3, :3], pts) + np.linalg.inv(
+        c2w_gl)[:, :3, 3]
+    c2w_cv = np.asarray(opengl_to_opencv_c2w(c2w_gl.astype(np.float32)))
+    w2c_cv = np.asarray(c2w_to_w2c(c2w_cv), np.float64)
+    p_cv = np.einsum("nij,nj->ni", w2c_cv[:, :3, :3], pts) + w2c_cv[:, :3, 3]
+    np.testing.assert_allclose(p_cv, p_gl * [1, -1, -1], atol=2e-5)
+    back = np.asarray(opengl_to_opencv_c2w(c2w_cv[:, :3]))
+    np.testing.assert_allclose(back, c2w_gl[:, :3], atol=1e-6)
 
 
 def test_rescale_and_crop_intrinsics():
