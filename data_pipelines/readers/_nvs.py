@@ -76,19 +76,22 @@ def fit_k_to_images(ks: np.ndarray, calib_hw, image_hw, paths) -> np.ndarray:
     """K ``[N, 3, 3]`` calibrated at ``calib_hw [N, 2]`` -> K of the stored images
     (``image_hw [N, 2]``), e.g. full-resolution calibration and an ``images_8`` folder.
 
-    The stored image must be a uniformly scaled copy (aspect ratio equal within one pixel);
-    ValueError naming the image otherwise.
+    The stored image must be the calibrated one shrunk by an integer factor ``f`` (the
+    ``images_f`` folders of nerfstudio and 3DGS), each side within one pixel of ``size / f``;
+    K is then scaled by the exact size ratios (the resizers map the whole image rectangle).
+    ValueError naming the image otherwise (e.g. distorted ``images_4`` beside an undistorted
+    model of another size).
     """
     calib_hw = np.asarray(calib_hw, np.float64).reshape(-1, 2)
     image_hw = np.asarray(image_hw, np.float64).reshape(-1, 2)
-    sy, sx = (image_hw / calib_hw).T
-    bad = (np.abs(calib_hw[:, 1] * sy - image_hw[:, 1]) > 1.0) | (
-        np.abs(calib_hw[:, 0] * sx - image_hw[:, 0]) > 1.0)
+    factor = np.maximum(np.round(calib_hw[:, 1] / image_hw[:, 1]), 1.0)[:, None]
+    bad = (np.abs(calib_hw / factor - image_hw) > 1.0).any(-1)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"image: {paths[i]!r} has size {tuple(image_hw[i].astype(int))}, "
-                         f"its calibration is for {tuple(calib_hw[i].astype(int))}: not a "
-                         "uniformly scaled copy")
+        got, want = (tuple(a[i].astype(int).tolist()) for a in (image_hw, calib_hw))
+        raise ValueError(f"image: {paths[i]!r} has size {got}, its calibration is for {want}: "
+                         "not that size divided by an integer factor")
+    sy, sx = (image_hw / calib_hw).T
     if np.all(sx == 1.0) and np.all(sy == 1.0):
         return np.asarray(ks, np.float64)
     return _rescale(ks, sx, sy)

@@ -225,6 +225,10 @@ def test_dl3dv_gaussian_splat_and_megadepth_layouts(tmp_path):
     np.testing.assert_allclose(rec.intrinsics[0], np.diag([0.5, 0.5, 1]) @ k, rtol=1e-6)
     np.testing.assert_allclose(rec.extrinsics, w2c, atol=2e-6)
     _check_sparse_depth(rec, points)
+    for name in names:  # not the calibrated size / an integer factor (e.g. distorted frames)
+        _write_png(gs / "images_x" / name, S.texture((26, 40)))
+    with pytest.raises(ValueError, match="frame_00001.png.*\\(26, 40\\).*\\(48, 80\\)"):
+        dl3dv.load_scene(tmp_path / "dl3dv", "h0", images="images_x")
     # MegaDepth: Undistorted_SfM (model directly in sparse/) and MegaDepth_v1_SfM (manhattan/0)
     sr = f"1 SIMPLE_RADIAL {2 * HW[1]} {2 * HW[0]} {k[0, 0]} {k[0, 2]} {k[1, 2]} 0.01"
     und, v1 = tmp_path / "Undistorted_SfM", tmp_path / "MegaDepth_v1_SfM"
