@@ -1,8 +1,10 @@
 """Tanks and Temples as the NVS community ships it -> ``SceneRecord``.
 
 Layout (``root`` = the folder holding the scenes), the 3D Gaussian Splatting ``tandt_db.zip``
-release (``tandt/{train,truck}``; unpack it and pass ``tandt_db/tandt``) and any scene of the
-full Tanks and Temples set reconstructed the same way::
+release (https://repo-sam.inria.fr/fungraph/3d-gaussian-splatting/datasets/input/tandt_db.zip,
+``tandt/train`` 301 images ``00001.jpg``..., ``tandt/truck`` 251 images ``000001.jpg``...;
+unpack it and pass ``tandt_db/tandt``) and any scene of the full Tanks and Temples set
+reconstructed the same way::
 
     <scene>/images/<name>.jpg        undistorted images
     <scene>/sparse/0/                COLMAP model (cameras/images/points3D .bin or .txt),
