@@ -127,6 +127,11 @@ def evaluate_scene(record, predict: Predictor, modes: Sequence[str], fusion: str
 
             result[mode] = nvs.evaluate_nvs(record, predict)
             continue
+        needs_depth = mode == "mono" or (mode.startswith("recon") and proto["recon"])
+        if needs_depth and not np.any(record.valid):
+            raise ValueError(f"modes: {mode!r} needs ground-truth depth, but {record.dataset} "
+                             f"scene {record.scene_id!r} has no valid depth pixel (its reader "
+                             "provides none); evaluate it with 'pose' / 'nvs'")
         kind = _KIND_OF_MODE[mode]
         if kind not in preds:
             preds[kind] = _check_prediction(predict(record, kind), n, kind)

@@ -40,6 +40,11 @@ def test_run_benchmark_nvs_on_a_dl3dv_layout(tmp_path):
     res = agg["nvs"]["0a1b"]
     assert res["num_target"] == 3 and res["render_overflow"] == 0
     assert res["psnr"] > 40 and res["ssim"] > 0.99, res
+    # the nerfstudio layout has no depth: the depth modes say so instead of scoring nothing
+    with pytest.raises(ValueError, match="'recon_posed' needs ground-truth depth.*'0a1b'"):
+        runner.run_benchmark("dl3dv", str(tmp_path / "dl3dv"), sim3_predictor(scene),
+                             str(tmp_path / "out"), modes=("recon_posed",), max_frames=0,
+                             plots=False, progress=False)
 
 
 def test_cli_reader_options():
