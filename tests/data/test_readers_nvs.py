@@ -189,8 +189,12 @@ def test_tanks_temples_layout_order_k_and_sparse_depth(tmp_path):
     names = ["frame_10.png", "frame_2.png", "frame_1.png"]  # natural order: 1, 2, 10
     images = [S.texture(HW, i) for i in range(3)]
     cam = f"1 PINHOLE {2 * HW[1]} {2 * HW[0]} {k[0, 0]} {k[1, 1]} {k[0, 2]} {k[1, 2]}"
-    _write_colmap(tmp_path / "truck" / "sparse" / "0", tmp_path / "truck" / "images", cam, w2c,
-                  names, [cv2.resize(im, None, fx=2, fy=2) for im in images], points)
+    model = tmp_path / "truck" / "sparse" / "0"
+    _write_colmap(model, tmp_path / "truck" / "images", cam, w2c, names,
+                  [cv2.resize(im, None, fx=2, fy=2) for im in images], points)
+    pycolmap.Reconstruction(str(model)).write_binary(str(model))  # tandt_db ships .bin
+    for part in ("cameras", "images", "points3D"):
+        os.remove(model / f"{part}.txt")
     (tmp_path / "not_a_scene").mkdir()
     assert tanks_temples.list_scenes(tmp_path) == ["truck"]
     rec = tanks_temples.load_scene(tmp_path, "truck", hw=HW)  # 48x80 stored -> 24x40
