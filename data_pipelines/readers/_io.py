@@ -155,6 +155,16 @@ def c2w_to_w2c(c2w: np.ndarray) -> np.ndarray:
     return np.asarray(out, np.float64)
 
 
+def opengl_c2w_to_w2c(c2w: np.ndarray) -> np.ndarray:
+    """Camera-to-world ``[..., 3|4, 4]`` with OpenGL / Blender / nerfstudio camera axes (x right,
+    y up, z backward) -> OpenCV world-to-camera ``[..., 3, 4]`` float64, through
+    ``da3_jax.geometry.opengl_to_opencv_c2w`` and ``c2w_to_w2c`` (float32, CPU backend)."""
+    with _on_cpu():
+        out = geometry.c2w_to_w2c(geometry.opengl_to_opencv_c2w(
+            np.asarray(c2w, np.float32)[..., :3, :4]))
+    return np.asarray(out, np.float64)
+
+
 def quat_xyzw_to_rotmat(q: np.ndarray) -> np.ndarray:
     """Rotation matrix ``[3, 3]`` of a Hamilton quaternion (x, y, z, w), normalised first.
 

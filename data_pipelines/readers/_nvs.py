@@ -66,7 +66,7 @@ def first_existing(paths, what: str, is_dir: bool = False) -> str:
 
 
 def _rescale(ks: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
-    with _io._on_cpu():
+    with transforms.on_cpu():
         return np.asarray(geometry.rescale_intrinsics(np.asarray(ks, np.float32),
                                                       np.asarray(sx, np.float32),
                                                       np.asarray(sy, np.float32)), np.float64)

@@ -47,7 +47,6 @@ import warnings
 
 import numpy as np
 
-from da3_jax import geometry
 from data_pipelines.readers import _io, _nvs
 from data_pipelines.record import SceneRecord
 
@@ -162,13 +161,6 @@ def parse_transforms(path: str, image_dir: str):
             files)
 
 
-def _opengl_c2w_to_w2c(c2w_gl: np.ndarray) -> np.ndarray:
-    """OpenGL c2w ``[N, 4, 4]`` -> OpenCV w2c ``[N, 3, 4]`` via ``da3_jax.geometry``."""
-    with _io._on_cpu():
-        c2w = geometry.opengl_to_opencv_c2w(np.asarray(c2w_gl, np.float32))
-    return _io.c2w_to_w2c(np.asarray(c2w))
-
-
 def _nerfstudio_dir(transforms_path: str) -> str:
     return os.path.dirname(transforms_path)
 
@@ -207,6 +199,6 @@ def load_scene(root: _io.PathLike, scene: str, max_frames: int | None = None, se
     ks = _nvs.fit_k_to_images(ks[idx], calib_hw[idx], [im.shape[:2] for im in imgs], files)
     imgs, ks = _nvs.resize_views(imgs, ks, hw, files)
     return _io.make_record(imgs, np.zeros(imgs.shape[:3], np.float32), ks,
-                           _opengl_c2w_to_w2c(c2w_gl[idx]), dataset=NAME, scene_id=scene,
+                           _io.opengl_c2w_to_w2c(c2w_gl[idx]), dataset=NAME, scene_id=scene,
                            is_metric=False, depth_kind="sparse_gt",
                            provenance={"image_files": files, "transforms": where})

@@ -13,7 +13,8 @@ Layout (``root`` = the downloaded ``ai_VVV_NNN`` scene folder)::
                                                     camera centre in metres, NaN = no geometry
 
 Conversions:
-  * orientation -> OpenCV axes: ``R_c2w = R_world_from_cam @ diag(1, -1, -1)``; positions are
+  * orientation -> OpenCV axes: ``R_c2w = R_world_from_cam @ diag(1, -1, -1)``
+    (``_io.opengl_c2w_to_w2c``, through ``da3_jax.geometry``); positions are
     scaled by ``meters_per_asset_unit`` so poses and depth are both in metres;
   * K: the standard Hypersim pinhole, horizontal fov 60 deg, principal point at the image
     centre, square pixels: ``f = (W/2) / tan(fov/2)`` (886.81 px at 1024 px), ``cx = W/2``,
@@ -40,7 +41,6 @@ from data_pipelines.readers import _io
 from data_pipelines.record import SceneRecord
 
 FOV_X = np.pi / 3
-_OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
 
 
 def read_h5(path: str, field: str) -> np.ndarray:
@@ -117,7 +117,7 @@ def read_hypersim(
         dist = _io.check_depth(read_h5(dpath, "depth"), dpath, img.shape[:2],
                                nonfinite_is_invalid=True)
         k = hypersim_k(*img.shape[:2], fov_x)
-        pose = np.concatenate([rot[fid] @ _OPENGL_TO_OPENCV, pos[fid, :, None] * scale], 1)
+        pose = np.concatenate([rot[fid], pos[fid, :, None] * scale], 1)  # OpenGL camera axes
         c2w.append(_io.check_pose(pose, detail, f"pose of frame {fid}"))
         images.append(img)
         depths.append(distance_to_z(dist.astype(np.float64), k))
@@ -127,7 +127,7 @@ def read_hypersim(
         _io.stack_images(images, files),
         np.stack(depths),
         np.broadcast_to(hypersim_k(*images[0].shape[:2], fov_x), (n, 3, 3)),
-        _io.c2w_to_w2c(np.stack(c2w)),
+        _io.opengl_c2w_to_w2c(np.stack(c2w)),
         dataset="hypersim",
         scene_id=scene_id or f"{os.path.basename(os.path.normpath(root))}/{cam}",
         is_metric=True,
