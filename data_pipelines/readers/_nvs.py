@@ -56,15 +56,6 @@ def check_hw(hw) -> tuple[int, int] | None:
     return h, w
 
 
-def first_existing(paths, what: str, is_dir: bool = False) -> str:
-    """The first of ``paths`` that exists; ValueError listing every path tried otherwise."""
-    test = os.path.isdir if is_dir else os.path.isfile
-    for p in paths:
-        if test(p):
-            return p
-    raise ValueError(f"{what}: none of {[os.fspath(p) for p in paths]} exists")
-
-
 def _rescale(ks: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
     with transforms.on_cpu():
         return np.asarray(geometry.rescale_intrinsics(np.asarray(ks, np.float32),
