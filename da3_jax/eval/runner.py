@@ -101,8 +101,11 @@ def evaluate_predictions(pred: Mapping, gt: Mapping, depth_align: str = "median"
 
 
 def evaluate_scene(record, predict: Predictor, modes: Sequence[str], fusion: str = "points",
-                   depth_align: str = "median", gt_cloud: str = "auto") -> dict:
+                   depth_align: str = "median", gt_cloud: str = "auto", lpips=None) -> dict:
     """All requested modes for one `SceneRecord`.
+
+    `lpips`: optional LPIPS for the `nvs` mode (`eval.lpips.LpipsMetric`); its per-target
+    values go, with PSNR and SSIM, under 'nvs_per_target'.
 
     `gt_cloud`: reconstruction reference. 'auto' = the benchmark's GT point cloud / mesh named
     in `record.provenance` (`recon.load_gt_points`) when the file exists, else the GT depth
@@ -125,7 +128,8 @@ def evaluate_scene(record, predict: Predictor, modes: Sequence[str], fusion: str
         if mode == "nvs":  # its own view split and prediction (da3_jax.eval.nvs)
             from da3_jax.eval import nvs
 
-            result[mode] = nvs.evaluate_nvs(record, predict)
+            result[mode] = nvs.evaluate_nvs(record, predict, lpips=lpips)
+            result["nvs_per_target"] = result[mode].pop("per_target")
             continue
         kind = _KIND_OF_MODE[mode]
         if kind not in preds:
@@ -198,11 +202,14 @@ def run_benchmark(dataset: str, data_dir: str, predict: Predictor, out_dir: str,
                   modes: Sequence[str] = ("pose",), max_frames: int = protocols.MAX_FRAMES,
                   seed: int = protocols.SAMPLE_SEED, scenes: Sequence[str] | None = None,
                   fusion: str = "points", depth_align: str = "median", gt_cloud: str = "auto",
-                  plots: bool = True, progress: bool = True) -> dict:
+                  plots: bool = True, progress: bool = True,
+                  lpips_weights: str | None = None) -> dict:
     """Evaluate every scene of `dataset` under `data_dir`; returns the aggregate dict.
 
-    Resumable: a scene whose JSON already holds all requested modes is not recomputed.
-    Writes `<out>/<dataset>/{scenes/*.json, metrics.json, results.md, plots/*.png}`.
+    Resumable: a scene whose JSON already holds all requested modes is not recomputed (with
+    `lpips_weights`, an `nvs` result without LPIPS is). `lpips_weights`: a converted LPIPS
+    file (`eval.lpips`) adding `lpips` to the `nvs` mode. Writes `<out>/<dataset>/{scenes/*.json
+    (per-target NVS values under 'per_target'), metrics.json, results.md, plots/*.png}`.
     """
     from tqdm import tqdm
 
@@ -211,6 +218,13 @@ def run_benchmark(dataset: str, data_dir: str, predict: Predictor, out_dir: str,
     modes = check_modes(modes)
     if fusion not in ("points", "tsdf"):
         raise ValueError(f"fusion: expected 'points' or 'tsdf', got {fusion!r}")
+    lpips = None
+    if lpips_weights:
+        if "nvs" not in modes:
+            raise ValueError(f"lpips_weights: only the nvs mode uses LPIPS, modes are {modes}")
+        from da3_jax.eval.lpips import LpipsMetric
+
+        lpips = LpipsMetric(lpips_weights)
     reader = _get_reader(dataset)
     all_scenes = list(_reader_call(reader, "list_scenes")(data_dir))
     if scenes:
@@ -228,16 +242,20 @@ def run_benchmark(dataset: str, data_dir: str, predict: Predictor, out_dir: str,
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 done = json.load(f)
-        todo = [m for m in modes if m not in done.get("metrics", {})]
+        have = done.get("metrics", {})
+        todo = [m for m in modes if m not in have
+                or (m == "nvs" and lpips is not None and "lpips" not in have[m])]
         if todo:
             record = load(data_dir, scene, max_frames, seed)
             res = evaluate_scene(record, predict, todo, fusion=fusion, depth_align=depth_align,
-                                 gt_cloud=gt_cloud)
+                                 gt_cloud=gt_cloud, lpips=lpips)
             errors = {k: v for k, v in res.items() if k.endswith("_errors")}
             done = {"dataset": dataset, "scene": scene, "num_views": record.num_views,
                     "metrics": {**done.get("metrics", {}),
                                 **{k: v for k, v in res.items() if k in MODES}},
                     "errors": {**done.get("errors", {}), **errors}}
+            if "nvs_per_target" in res:
+                done["per_target"] = res["nvs_per_target"]
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(done, f, indent=2)

@@ -2,11 +2,14 @@
 of a known scene whose 'prediction' lives in a Sim(3)-transformed frame."""
 
 import numpy as np
+import pytest
 from scipy.spatial.transform import Rotation
 
 from da3_jax.eval import nvs
-from da3_jax.eval.runner import evaluate_scene
+from da3_jax.eval.lpips import LpipsMetric
+from da3_jax.eval.runner import evaluate_scene, run_benchmark
 from data_pipelines.record import SceneRecord
+from tests.eval._lpips_weights import write_random_weights
 from tests.render._reference import render_reference
 
 HW = (24, 32)
@@ -37,7 +40,7 @@ def test_split_views_targets_and_farthest_point_contexts():
     assert rest[int(np.argmax(d))] in ctx
 
 
-def test_evaluate_nvs_recovers_the_frame_and_renders_targets():
+def test_evaluate_nvs_recovers_the_frame_and_renders_targets(tmp_path):
     rng = np.random.default_rng(1)
     g = 150
     means = rng.uniform([-1.2, -0.9, 2.5], [1.2, 0.9, 4.0], (g, 3))
@@ -68,6 +71,25 @@ def test_evaluate_nvs_recovers_the_frame_and_renders_targets():
                               "scales": np.repeat(sigma[:, None], 3, 1) * s, "opacities": op,
                               "harmonics": ((rgb - 0.5) / C0)[:, :, None]}}
 
-    res = evaluate_scene(record, predict, ["nvs"])["nvs"]
+    metric = LpipsMetric(write_random_weights(tmp_path / "lpips_vgg.safetensors"))
+    seen = []
+
+    def lpips(pred, gt):
+        seen.append((pred, gt))
+        return metric(pred, gt)
+
+    out = evaluate_scene(record, predict, ["nvs"], lpips=lpips)
+    res, per = out["nvs"], out["nvs_per_target"]
     assert res["num_target"] == 3 and res["render_overflow"] == 0
     assert res["psnr"] > 40 and res["ssim"] > 0.99, res
+    # LPIPS per target: the renders against the target frames in [0, 1], in frame order
+    (pred, gt), = seen
+    assert per["frame"] == [0, 8, 16] and len(per["lpips"]) == 3
+    np.testing.assert_array_equal(gt, record.images[[0, 8, 16]] / 255.0)
+    np.testing.assert_allclose(per["psnr"], -10 * np.log10(np.mean((pred - gt) ** 2, (1, 2, 3))))
+    np.testing.assert_allclose(per["lpips"], metric(pred, gt), rtol=1e-6)
+    assert res["lpips"] == pytest.approx(np.mean(per["lpips"]))
+    assert max(per["lpips"]) < 0.5 * float(metric(pred, gt[::-1])[0])  # wrong target: further
+    with pytest.raises(ValueError, match="lpips_weights: only the nvs mode"):
+        run_benchmark("hiroom", str(tmp_path), predict, str(tmp_path), modes=["pose"],
+                      lpips_weights=str(tmp_path / "lpips_vgg.safetensors"))
