@@ -116,25 +116,30 @@ def unflatten(flat: dict) -> dict:
 def load_weights(path: str | os.PathLike) -> tuple[str, dict]:
     """(net, weights pytree of float32 NumPy arrays) from a converted LPIPS ``.safetensors``.
 
-    Raises ValueError naming the file and the key for a missing / unreadable file, an unknown
-    ``net`` in the metadata, and missing, unexpected or mis-shaped tensors.
+    `path`: a local path or any ``etils.epath`` URL (e.g. ``gs://``). Raises ValueError naming
+    the file and the key for a missing / unreadable file, an unknown ``net`` in the metadata,
+    and missing, unexpected or mis-shaped tensors.
     """
-    from safetensors import safe_open
+    import json
 
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"LPIPS weights {path!r}: no such file (convert the torchvision "
+    from etils import epath
+    from safetensors.numpy import load
+
+    path = epath.Path(path)
+    if not path.is_file():
+        raise ValueError(f"LPIPS weights '{path}': no such file (convert the torchvision "
                          "backbone + lpips lin weights with python -m da3_jax.convert.lpips)")
-    try:
-        with safe_open(path, framework="numpy") as f:
-            net = (f.metadata() or {}).get("net")
-            flat = {k: np.asarray(f.get_tensor(k), np.float32) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise ValueError(f"LPIPS weights {path!r}: not a readable safetensors file ({e})") from e
+    data = path.read_bytes()
+    try:  # safetensors: 8-byte little-endian header size, JSON header (with __metadata__)
+        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+        net = (header.get("__metadata__") or {}).get("net")
+        flat = {k: np.asarray(v, np.float32) for k, v in load(data).items()}
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise ValueError(f"LPIPS weights '{path}': not a readable safetensors file ({e})") from e
     if net not in NETS:
-        raise ValueError(f"LPIPS weights {path!r}: metadata 'net' must be one of {NETS}, got "
+        raise ValueError(f"LPIPS weights '{path}': metadata 'net' must be one of {NETS}, got "
                          f"{net!r} (write the file with python -m da3_jax.convert.lpips)")
-    check_flat(flat, net, path)
+    check_flat(flat, net, f"LPIPS weights '{path}'")
     return net, unflatten(flat)
 
 

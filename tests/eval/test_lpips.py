@@ -159,10 +159,10 @@ def test_converter_and_loader_errors_name_file_and_key(tmp_path):
         load_weights(tmp_path / "none.safetensors")
     bad = tmp_path / "bad.safetensors"
     save_file({k: v for k, v in flat.items() if k != "lin2.weight"}, bad, metadata={"net": "alex"})
-    with pytest.raises(ValueError, match=r"bad\.safetensors.*missing keys \['lin2\.weight'\]"):
+    with pytest.raises(ValueError, match=r"bad\.safetensors'.*missing keys \['lin2\.weight'\]"):
         load_weights(bad)
     save_file(flat, bad, metadata={"net": "vgg"})
-    with pytest.raises(ValueError, match=r"bad\.safetensors: LPIPS-vgg weights: missing keys"):
+    with pytest.raises(ValueError, match=r"bad\.safetensors': LPIPS-vgg weights: missing keys"):
         load_weights(bad)
     save_file(flat, bad)
     with pytest.raises(ValueError, match="metadata 'net'"):
