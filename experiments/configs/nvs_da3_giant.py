@@ -48,11 +48,8 @@ def get_config(arg=None):
         raise ValueError(f"config args: need 1 <= targets < views, got targets={a.targets}, "
                          f"views={a.views}")
     c = common.base_config()
-    c.name = "nvs_da3-giant"
-    c.task = "nvs"
-    c.multihost = a.multihost
-    c.batch_size = a.batch
-    c.mesh_shape = common.mesh_config(data=-1, fsdp=16)
+    c.update(dict(name="nvs_da3-giant", task="nvs", multihost=a.multihost, batch_size=a.batch,
+                  mesh_shape=common.mesh_config(data=-1, fsdp=16)))
     c.model = ml_collections.ConfigDict({"name": "da3-giant", "overrides": {
         "dtype": "bfloat16", "conv_impl": "auto"}})
     c.model.init_from = ml_collections.ConfigDict({"kind": "", "path": ""})
