@@ -6,8 +6,9 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from da3_jax.eval import nvs
+from da3_jax.eval.__main__ import main as eval_main
 from da3_jax.eval.lpips import LpipsMetric
-from da3_jax.eval.runner import evaluate_scene, run_benchmark
+from da3_jax.eval.runner import evaluate_scene
 from data_pipelines.record import SceneRecord
 from tests.eval._lpips_weights import write_random_weights
 from tests.render._reference import render_reference
@@ -90,6 +91,7 @@ def test_evaluate_nvs_recovers_the_frame_and_renders_targets(tmp_path):
     np.testing.assert_allclose(per["lpips"], metric(pred, gt), rtol=1e-6)
     assert res["lpips"] == pytest.approx(np.mean(per["lpips"]))
     assert max(per["lpips"]) < 0.5 * float(metric(pred, gt[::-1])[0])  # wrong target: further
-    with pytest.raises(ValueError, match="lpips_weights: only the nvs mode"):
-        run_benchmark("hiroom", str(tmp_path), predict, str(tmp_path), modes=["pose"],
-                      lpips_weights=str(tmp_path / "lpips_vgg.safetensors"))
+    with pytest.raises(ValueError, match="lpips_weights: only the nvs mode"):  # CLI -> runner
+        eval_main(["--checkpoint", "oracle", "--dataset", "hiroom", "--data-dir", str(tmp_path),
+                   "--out", str(tmp_path), "--modes", "pose", "--lpips-weights",
+                   str(tmp_path / "lpips_vgg.safetensors")])
