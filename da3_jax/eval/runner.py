@@ -250,12 +250,13 @@ def run_benchmark(dataset: str, data_dir: str, predict: Predictor, out_dir: str,
             res = evaluate_scene(record, predict, todo, fusion=fusion, depth_align=depth_align,
                                  gt_cloud=gt_cloud, lpips=lpips)
             errors = {k: v for k, v in res.items() if k.endswith("_errors")}
+            per_target = res.get("nvs_per_target", done.get("per_target"))
             done = {"dataset": dataset, "scene": scene, "num_views": record.num_views,
                     "metrics": {**done.get("metrics", {}),
                                 **{k: v for k, v in res.items() if k in MODES}},
                     "errors": {**done.get("errors", {}), **errors}}
-            if "nvs_per_target" in res:
-                done["per_target"] = res["nvs_per_target"]
+            if per_target is not None:
+                done["per_target"] = per_target
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(done, f, indent=2)
