@@ -204,7 +204,7 @@ def lpips(weights: dict, x: jax.Array, y: jax.Array, net: str, normalize: bool =
     both = both.astype(jnp.promote_types(both.dtype, jnp.float32))  # float64 stays float64
     if normalize:
         both = 2.0 * both - 1.0
-    both = (both - jnp.asarray(SHIFT)) / jnp.asarray(SCALE)
+    both = (both - jnp.asarray(SHIFT, both.dtype)) / jnp.asarray(SCALE, both.dtype)
     total = jnp.zeros((b,), both.dtype)
     for layer, f in enumerate(_features(weights, both, net, precision)):
         f = f / (jnp.sqrt(jnp.sum(f * f, axis=-1, keepdims=True)) + EPS)
