@@ -20,8 +20,10 @@ $(STAMP): $(CORE_STAMP)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev,torch]"
 	# The official package for parity tests, without its heavy dependency list (e3nn: its
-	# Gaussian adapter rotates SH coefficients with it; evo: its pose alignment).
-	$(PY) -m pip install -q --no-deps depth-anything-3==0.1.1 e3nn==0.6.0 opt-einsum-fx==0.1.4 evo==1.38.1
+	# Gaussian adapter rotates SH coefficients with it; evo: its pose alignment). lpips: the
+	# LPIPS reference and its v0.1 lin weights, without torchvision (CUDA-linked on PyPI;
+	# tests/eval/test_lpips.py stands in a torchvision with the backbones' layer lists).
+	$(PY) -m pip install -q --no-deps depth-anything-3==0.1.1 e3nn==0.6.0 opt-einsum-fx==0.1.4 evo==1.38.1 lpips==0.1.4
 	# gsplat's pure-PyTorch projection / SH (gsplat/cuda/_torch_impl.py) are the rasterizer's
 	# parity references; the wheel is pure Python (CUDA kernels compile only on first CUDA use).
 	BUILD_NO_CUDA=1 $(PY) -m pip install -q --no-deps gsplat==1.5.3

@@ -54,6 +54,9 @@ def main(argv=None) -> int:
                    help="alignment for the mono depth metrics")
     p.add_argument("--gt-cloud", choices=("auto", "depth"), default="auto",
                    help="reconstruction reference: benchmark GT cloud/mesh if present, or GT depth")
+    p.add_argument("--lpips-weights", default=None,
+                   help="converted LPIPS .safetensors (python -m da3_jax.convert.lpips): adds "
+                        "lpips to the nvs mode")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--oracle-rot-noise", type=float, default=0.0)
     p.add_argument("--oracle-depth-scale", type=float, default=1.0)
@@ -71,7 +74,8 @@ def main(argv=None) -> int:
         a.dataset, a.data_dir, predict, a.out, modes=modes,
         max_frames=a.max_frames, seed=a.seed, reader_options=_reader_options(a.dataset, a.nvs_hw),
         scenes=a.scenes.split(",") if a.scenes else None, fusion=a.fusion,
-        depth_align=a.depth_align, gt_cloud=a.gt_cloud, plots=not a.no_plots)
+        depth_align=a.depth_align, gt_cloud=a.gt_cloud, plots=not a.no_plots,
+        lpips_weights=a.lpips_weights)
     for mode, table in agg.items():
         print(mode, {k: round(v, 4) for k, v in table["mean"].items()})
     return 0

@@ -13,8 +13,10 @@ MegaDepth 19 scenes at 270 × 480 with the scenes' COLMAP poses):
   Umeyama + the official RANSAC, seed 42), maps the ground-truth target cameras into the
   prediction's frame; the targets are rendered there (`da3_jax.render`) at the
   record's resolution with the ground-truth intrinsics, black background;
-* metrics per scene: PSNR and SSIM (`eval.metrics`, images in [0, 1]) averaged over targets.
-  LPIPS needs pretrained weights that are not available here and is not reported.
+* metrics per target and per scene (mean over targets): PSNR and SSIM (`eval.metrics`, images
+  in [0, 1]) and, when LPIPS weights are given (`eval.lpips`, converted with
+  ``python -m da3_jax.convert.lpips``), LPIPS v0.1. LPIPS needs pretrained ImageNet + lin
+  weights that cannot be downloaded here: without them it is not reported.
 """
 
 from __future__ import annotations
@@ -67,11 +69,14 @@ def select(record, idx):
                                extrinsics=record.extrinsics[idx])
 
 
-def evaluate_nvs(record, predict, render_options=None) -> dict:
-    """PSNR / SSIM of one scene (see module doc).
+def evaluate_nvs(record, predict, render_options=None, lpips=None) -> dict:
+    """PSNR / SSIM (/ LPIPS) of one scene (see module doc).
 
     `predict(record, 'gs')` gets the context views and returns `gaussians` (adapter dict),
-    `extrinsics [C, 3, 4]` (predicted w2c of the contexts, the Gaussians' frame).
+    `extrinsics [C, 3, 4]` (predicted w2c of the contexts, the Gaussians' frame). `lpips`:
+    optional `(pred, gt) -> [T]` distances of `[T, H, W, 3]` images in [0, 1]
+    (`eval.lpips.LpipsMetric`). The scene's means come with a `per_target` dict of lists
+    (`frame` indices, `psnr`, `ssim`, `lpips`).
     """
     from da3_jax.geometry import align_camera_centres_sim3, transform_w2c_sim3
     from da3_jax.render import render_views
@@ -90,6 +95,11 @@ def evaluate_nvs(record, predict, render_options=None) -> dict:
                        record.image_hw, **(render_options or {"tile_capacity": 1024}))
     gt = np.asarray(record.images, np.float64)[tgt] / 255.0
     rgb = np.clip(out["rgb"], 0.0, 1.0)
-    return {"psnr": metrics.psnr(rgb, gt), "ssim": metrics.ssim(rgb, gt),
-            "num_context": float(len(ctx)), "num_target": float(len(tgt)),
-            "render_overflow": float(np.sum(out["overflow"]))}
+    pairs = list(zip(rgb, gt, strict=True))
+    per = {"frame": tgt.tolist(), "psnr": [metrics.psnr(a, b) for a, b in pairs],
+           "ssim": [metrics.ssim(a, b) for a, b in pairs]}
+    if lpips is not None:
+        per["lpips"] = [float(v) for v in lpips(rgb, gt)]
+    means = {k: float(np.mean(v)) for k, v in per.items() if k != "frame"}
+    return {**means, "num_context": float(len(ctx)), "num_target": float(len(tgt)),
+            "render_overflow": float(np.sum(out["overflow"])), "per_target": per}

@@ -101,8 +101,11 @@ def evaluate_predictions(pred: Mapping, gt: Mapping, depth_align: str = "median"
 
 
 def evaluate_scene(record, predict: Predictor, modes: Sequence[str], fusion: str = "points",
-                   depth_align: str = "median", gt_cloud: str = "auto") -> dict:
+                   depth_align: str = "median", gt_cloud: str = "auto", lpips=None) -> dict:
     """All requested modes for one `SceneRecord`.
+
+    `lpips`: optional LPIPS for the `nvs` mode (`eval.lpips.LpipsMetric`); its per-target
+    values go, with PSNR and SSIM, under 'nvs_per_target'.
 
     `gt_cloud`: reconstruction reference. 'auto' = the benchmark's GT point cloud / mesh named
     in `record.provenance` (`recon.load_gt_points`) when the file exists, else the GT depth
@@ -125,7 +128,8 @@ def evaluate_scene(record, predict: Predictor, modes: Sequence[str], fusion: str
         if mode == "nvs":  # its own view split and prediction (da3_jax.eval.nvs)
             from da3_jax.eval import nvs
 
-            result[mode] = nvs.evaluate_nvs(record, predict)
+            result[mode] = nvs.evaluate_nvs(record, predict, lpips=lpips)
+            result["nvs_per_target"] = result[mode].pop("per_target")
             continue
         needs_depth = mode == "mono" or (mode.startswith("recon") and proto["recon"])
         if needs_depth and not np.any(record.valid):
@@ -204,13 +208,16 @@ def run_benchmark(dataset: str, data_dir: str, predict: Predictor, out_dir: str,
                   seed: int = protocols.SAMPLE_SEED, scenes: Sequence[str] | None = None,
                   fusion: str = "points", depth_align: str = "median", gt_cloud: str = "auto",
                   plots: bool = True, progress: bool = True,
-                  reader_options: Mapping | None = None) -> dict:
+                  reader_options: Mapping | None = None,
+                  lpips_weights: str | None = None) -> dict:
     """Evaluate every scene of `dataset` under `data_dir`; returns the aggregate dict.
 
     `reader_options`: extra keyword arguments of the reader's `load_scene` (e.g. `hw` of the
-    NVS readers). Resumable: a scene whose JSON already holds all requested modes is not
-    recomputed.
-    Writes `<out>/<dataset>/{scenes/*.json, metrics.json, results.md, plots/*.png}`.
+    NVS readers). `lpips_weights`: a converted LPIPS file (`eval.lpips`) adding `lpips` to the
+    `nvs` mode. Resumable: a scene whose JSON already holds all requested modes is not
+    recomputed (with `lpips_weights`, an `nvs` result without LPIPS is).
+    Writes `<out>/<dataset>/{scenes/*.json (per-target NVS values under 'per_target'),
+    metrics.json, results.md, plots/*.png}`.
     """
     from tqdm import tqdm
 
@@ -219,6 +226,13 @@ def run_benchmark(dataset: str, data_dir: str, predict: Predictor, out_dir: str,
     modes = check_modes(modes)
     if fusion not in ("points", "tsdf"):
         raise ValueError(f"fusion: expected 'points' or 'tsdf', got {fusion!r}")
+    lpips = None
+    if lpips_weights:
+        if "nvs" not in modes:
+            raise ValueError(f"lpips_weights: only the nvs mode uses LPIPS, modes are {modes}")
+        from da3_jax.eval.lpips import LpipsMetric
+
+        lpips = LpipsMetric(lpips_weights)
     reader = _get_reader(dataset)
     all_scenes = list(_reader_call(reader, "list_scenes")(data_dir))
     if scenes:
@@ -236,16 +250,21 @@ def run_benchmark(dataset: str, data_dir: str, predict: Predictor, out_dir: str,
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 done = json.load(f)
-        todo = [m for m in modes if m not in done.get("metrics", {})]
+        have = done.get("metrics", {})
+        todo = [m for m in modes if m not in have
+                or (m == "nvs" and lpips is not None and "lpips" not in have[m])]
         if todo:
             record = load(data_dir, scene, max_frames, seed, **(reader_options or {}))
             res = evaluate_scene(record, predict, todo, fusion=fusion, depth_align=depth_align,
-                                 gt_cloud=gt_cloud)
+                                 gt_cloud=gt_cloud, lpips=lpips)
             errors = {k: v for k, v in res.items() if k.endswith("_errors")}
+            per_target = res.get("nvs_per_target", done.get("per_target"))
             done = {"dataset": dataset, "scene": scene, "num_views": record.num_views,
                     "metrics": {**done.get("metrics", {}),
                                 **{k: v for k, v in res.items() if k in MODES}},
                     "errors": {**done.get("errors", {}), **errors}}
+            if per_target is not None:
+                done["per_target"] = per_target
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(done, f, indent=2)

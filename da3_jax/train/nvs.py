@@ -16,12 +16,17 @@ N - C are held-out targets):
 3. `da3_jax.render.rasterize_gaussians` renders the target views with their normalised
    ground-truth cameras (vmapped over scenes and targets; the adapter's rotations go to the
    rasterizer as the official renderer passes them, see `da3_jax.render.views`);
-4. loss = ``mse`` × MSE(render, target RGB in [0, 1]) + ``ssim`` × (1 - SSIM) on the targets
-   + ``depth`` × scale-and-shift-invariant depth loss (`losses.ssi_exp_depth_loss`) on the
-   contexts. LPIPS (the paper's second photometric term) needs pretrained weights that are
-   not downloadable here; MSE + SSIM is the configured substitute.
+4. loss = ``mse`` × MSE(render, target RGB in [0, 1]) + ``ssim`` × (1 - SSIM) + ``lpips`` ×
+   LPIPS v0.1 (`da3_jax.eval.lpips`; pixelSplat / MVSplat / DepthSplat: MSE 1.0 + LPIPS 0.05)
+   on the targets + ``depth`` × scale-and-shift-invariant depth loss
+   (`losses.ssi_exp_depth_loss`) on the contexts. LPIPS needs pretrained weights that cannot be
+   downloaded here: ``lpips_weights`` is a file the user converts (``python -m
+   da3_jax.convert.lpips``); without it, MSE + SSIM is the configured substitute. The LPIPS
+   weights are frozen constants of the loss (not parameters: not trained, not in the
+   optimizer, not in checkpoints).
 
-Config block ``config.nvs``: ``context_views``, ``mse``, ``ssim``, ``depth`` (weights),
+Config block ``config.nvs``: ``context_views``, ``mse``, ``ssim``, ``depth``, ``lpips``
+(weights; ``lpips`` default 0), ``lpips_weights`` (path or ``etils.epath`` URL),
 ``tile_capacity`` (rasterizer tile slots; the step reports ``render_overflow``), optional
 ``init_from``: a converted checkpoint (``convert.save_converted`` folder) of a model without a GS
 head, e.g. a trained student; its parameters (backbone, heads, camera modules) replace the random
@@ -31,10 +36,13 @@ ones and the GS head stays freshly initialised (`partial_init`). Without it,
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from da3_jax.eval.lpips import load_weights, lpips
 from da3_jax.imagenet import imagenet_denormalize
 from da3_jax.model.gs_adapter import model_gaussians
 from da3_jax.render import rasterize_gaussians, render_args
@@ -136,8 +144,10 @@ def init_gs_head(gs_head: dict, opacity: float, scale_px: float, kernel_scale: f
     return dict(gs_head, scratch=scratch)
 
 
-def nvs_loss(model, params, batch: dict, cfg) -> tuple[jax.Array, dict]:
-    """The stage's loss on one batch (see module doc); returns (total, {term: scalar})."""
+def render_targets(model, params, batch: dict, cfg) -> dict:
+    """Steps 1-3 of the module doc on one batch -> {'decoder': decoder outputs of the C
+    contexts, 'render': rasterizer dict of the T targets, 'pred': rendered RGB `[B, T, H, W, 3]`,
+    'target': target RGB in [0, 1] (same shape), 'depth': normalised GT depth `[B, N, H, W]`}."""
     c = int(cfg.context_views)
     images = batch["images"]
     b, n, h, w, _ = images.shape
@@ -150,17 +160,58 @@ def nvs_loss(model, params, batch: dict, cfg) -> tuple[jax.Array, dict]:
     out, gs = predict_gaussians(model, params, images[:, :c], w2c[:, :c], k[:, :c], cfg)
     rendered = render_scenes(gs, w2c[:, c:], k[:, c:], (h, w), int(cfg.tile_capacity),
                              int(cfg.get("tile_size", 16)))
-    target = imagenet_denormalize(images[:, c:])
-    pred = rendered["rgb"]
-    terms = {
-        "loss_mse": jnp.mean((pred - target) ** 2),
-        "loss_ssim": 1.0 - ssim(pred.reshape((-1, h, w, 3)), target.reshape((-1, h, w, 3))),
-        "loss_depth": losses.ssi_exp_depth_loss(out["depth"], depth_n[:, :c],
-                                                batch["valid"][:, :c]),
-    }
-    total = (float(cfg.mse) * terms["loss_mse"] + float(cfg.ssim) * terms["loss_ssim"]
-             + float(cfg.depth) * terms["loss_depth"])
-    terms["render_overflow"] = jnp.sum(rendered["overflow"]).astype(jnp.float32)
+    return {"decoder": out, "render": rendered, "pred": rendered["rgb"],
+            "target": imagenet_denormalize(images[:, c:]), "depth": depth_n}
+
+
+def lpips_loss_fn(cfg):
+    """`(pred, target) -> [N]` LPIPS of `[N, H, W, 3]` images in [0, 1] with the weights of
+    ``cfg.lpips_weights`` as constants, or None when ``cfg.lpips`` is 0. ValueError naming the
+    config key when the weight is positive and the file is missing or unreadable."""
+    weight = float(cfg.get("lpips", 0.0))
+    if weight < 0:
+        raise ValueError(f"config.nvs.lpips must be >= 0, got {weight}")
+    if weight == 0:
+        return None
+    path = cfg.get("lpips_weights", "")
+    if not path:
+        raise ValueError(f"config.nvs.lpips={weight} needs config.nvs.lpips_weights: a LPIPS "
+                         "file converted with python -m da3_jax.convert.lpips (or set "
+                         "config.nvs.lpips=0 for MSE + SSIM)")
+    try:
+        net, weights = load_weights(path)
+    except ValueError as e:
+        raise ValueError(f"config.nvs.lpips_weights={path!r}: {e}") from e
+    return functools.partial(lpips, weights, net=net, normalize=True)
+
+
+def photometric_loss(pred: jax.Array, target: jax.Array, cfg, lpips_fn=None):
+    """Target-view terms of the loss: renders `pred` vs `target`, `[..., H, W, 3]` in [0, 1]
+    -> (``mse`` × MSE + ``ssim`` × (1 - SSIM) [+ ``lpips`` × mean LPIPS], {term: scalar}).
+    `lpips_fn`: `lpips_loss_fn(cfg)` (required when ``cfg.lpips`` > 0)."""
+    h, w = pred.shape[-3:-1]
+    pred, target = pred.reshape((-1, h, w, 3)), target.reshape((-1, h, w, 3))
+    terms = {"loss_mse": jnp.mean((pred - target) ** 2), "loss_ssim": 1.0 - ssim(pred, target)}
+    total = float(cfg.mse) * terms["loss_mse"] + float(cfg.ssim) * terms["loss_ssim"]
+    if float(cfg.get("lpips", 0.0)) > 0:
+        if lpips_fn is None:
+            raise ValueError("config.nvs.lpips > 0 needs an lpips_fn "
+                             "(nvs.lpips_loss_fn(config.nvs))")
+        terms["loss_lpips"] = jnp.mean(lpips_fn(pred, target))
+        total = total + float(cfg.lpips) * terms["loss_lpips"]
+    return total, terms
+
+
+def nvs_loss(model, params, batch: dict, cfg, lpips_fn=None) -> tuple[jax.Array, dict]:
+    """The stage's loss on one batch (see module doc); returns (total, {term: scalar}).
+    `lpips_fn`: `lpips_loss_fn(cfg)` (required when ``cfg.lpips`` > 0)."""
+    r = render_targets(model, params, batch, cfg)
+    c = int(cfg.context_views)
+    total, terms = photometric_loss(r["pred"], r["target"], cfg, lpips_fn)
+    terms["loss_depth"] = losses.ssi_exp_depth_loss(r["decoder"]["depth"], r["depth"][:, :c],
+                                                    batch["valid"][:, :c])
+    total = total + float(cfg.depth) * terms["loss_depth"]
+    terms["render_overflow"] = jnp.sum(r["render"]["overflow"]).astype(jnp.float32)
     return total, terms
 
 
@@ -227,9 +278,11 @@ def nvs_task(config) -> Task:
         raise ValueError(f"config.nvs.{moved[0]} is a model option now (it travels with the "
                          f"checkpoint): set config.model.overrides gs_{moved[0]}=True instead")
 
+    lpips_fn = lpips_loss_fn(config.nvs)
+
     def loss_fn(params, batch, rng):
         del rng
-        return nvs_loss(model, params, batch, config.nvs)
+        return nvs_loss(model, params, batch, config.nvs, lpips_fn)
 
     full_init = _init_fn(model)
     gs_init = config.nvs.get("gs_init", None)

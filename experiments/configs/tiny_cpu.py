@@ -129,6 +129,7 @@ def get_config(arg=None):
         c.nvs = ml_collections.ConfigDict(dict(
             context_views=max(views) - 1, mse=1.0, ssim=0.1, depth=0.0, tile_capacity=a.cap,
             eval_tile_capacity=1024, tile_size=8, init_from=a.init_from,
+            lpips=0.0, lpips_weights="",  # e.g. 0.05 + a converted file (README Novel views)
             train_depth_head=False,
             gs_init=dict(opacity=0.98, scale_px=0.7, kernel_scale=0.1)))
         c.optim = common.optim_config(lr=a.lr, total_steps=steps or 300, warmup_steps=5)

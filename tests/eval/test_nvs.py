@@ -2,11 +2,15 @@
 of a known scene whose 'prediction' lives in a Sim(3)-transformed frame."""
 
 import numpy as np
+import pytest
 from scipy.spatial.transform import Rotation
 
 from da3_jax.eval import nvs
+from da3_jax.eval.__main__ import main as eval_main
+from da3_jax.eval.lpips import LpipsMetric
 from da3_jax.eval.runner import evaluate_scene
 from data_pipelines.record import SceneRecord
+from tests.eval._lpips_weights import write_random_weights
 from tests.render._reference import render_reference
 
 HW = (24, 32)
@@ -74,7 +78,7 @@ def sim3_predictor(scene, num_context=12):
     return predict
 
 
-def test_evaluate_nvs_recovers_the_frame_and_renders_targets():
+def test_evaluate_nvs_recovers_the_frame_and_renders_targets(tmp_path):
     scene = gaussian_scene()
     n = 17
     w2c = _cameras(n, seed=2)
@@ -84,6 +88,26 @@ def test_evaluate_nvs_recovers_the_frame_and_renders_targets():
         intrinsics=np.tile(K, (n, 1, 1)).astype(np.float32),
         extrinsics=w2c[:, :3].astype(np.float32), dataset="synthetic", scene_id="s0",
         is_metric=False, depth_kind="dense_gt")
-    res = evaluate_scene(record, sim3_predictor(scene), ["nvs"])["nvs"]
+    metric = LpipsMetric(write_random_weights(tmp_path / "lpips_vgg.safetensors"))
+    seen = []
+
+    def lpips(pred, gt):
+        seen.append((pred, gt))
+        return metric(pred, gt)
+
+    out = evaluate_scene(record, sim3_predictor(scene), ["nvs"], lpips=lpips)
+    res, per = out["nvs"], out["nvs_per_target"]
     assert res["num_target"] == 3 and res["render_overflow"] == 0
     assert res["psnr"] > 40 and res["ssim"] > 0.99, res
+    # LPIPS per target: the renders against the target frames in [0, 1], in frame order
+    (pred, gt), = seen
+    assert per["frame"] == [0, 8, 16] and len(per["lpips"]) == 3
+    np.testing.assert_array_equal(gt, record.images[[0, 8, 16]] / 255.0)
+    np.testing.assert_allclose(per["psnr"], -10 * np.log10(np.mean((pred - gt) ** 2, (1, 2, 3))))
+    np.testing.assert_allclose(per["lpips"], metric(pred, gt), rtol=1e-6)
+    assert res["lpips"] == pytest.approx(np.mean(per["lpips"]))
+    assert max(per["lpips"]) < 0.5 * float(metric(pred, gt[::-1])[0])  # wrong target: further
+    with pytest.raises(ValueError, match="lpips_weights: only the nvs mode"):  # CLI -> runner
+        eval_main(["--checkpoint", "oracle", "--dataset", "hiroom", "--data-dir", str(tmp_path),
+                   "--out", str(tmp_path), "--modes", "pose", "--lpips-weights",
+                   str(tmp_path / "lpips_vgg.safetensors")])
