@@ -33,13 +33,17 @@ _DISPLAY = {"hiroom": "HiRoom", "eth3d": "ETH3D", "dtu64": "DTU-64", "7scenes": 
 
 
 def aggregate(per_scene: Mapping[str, Mapping], modes: Sequence[str]) -> dict:
-    """`{mode: {scene: metrics, 'mean': means}}` from per-scene results (`runner` JSON)."""
+    """`{mode: {scene: metrics, 'mean': means}}` from per-scene results (`runner` JSON).
+
+    A mean covers the metrics every scene of the mode has (e.g. no `lpips` mean when a resumed
+    run mixes scenes scored with and without LPIPS weights: a mean over a subset would mislead).
+    """
     out = {}
     for mode in modes:
         rows = {s: r["metrics"][mode] for s, r in per_scene.items() if mode in r.get("metrics", {})}
         if not rows:
             continue
-        keys = list(next(iter(rows.values())).keys())
+        keys = [k for k in next(iter(rows.values())) if all(k in r for r in rows.values())]
         mean = {k: float(np.mean([r[k] for r in rows.values()])) for k in keys}
         out[mode] = {**rows, "mean": mean}
     return out

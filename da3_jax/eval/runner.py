@@ -265,6 +265,8 @@ def run_benchmark(dataset: str, data_dir: str, predict: Predictor, out_dir: str,
                     "errors": {**done.get("errors", {}), **errors}}
             if per_target is not None:
                 done["per_target"] = per_target
+            if lpips is not None and "nvs" in todo:
+                done["lpips_net"] = lpips.net  # 'alex' | 'vgg': papers report either
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(done, f, indent=2)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from da3_jax.eval import runner
+from da3_jax.eval import report, runner
 from da3_jax.eval.__main__ import _reader_options
 from tests.data import readers_scene as S
 from tests.eval.test_nvs import HW, K, _cameras, gaussian_scene, reference_images, sim3_predictor
@@ -40,6 +40,20 @@ def test_run_benchmark_nvs_on_a_dl3dv_layout(tmp_path):
     res = agg["nvs"]["0a1b"]
     assert res["num_target"] == 3 and res["render_overflow"] == 0
     assert res["psnr"] > 40 and res["ssim"] > 0.99, res
+    # resumed with LPIPS weights: the scene is re-scored (not skipped), the net is recorded
+    from tests.eval._lpips_weights import write_random_weights
+    weights = write_random_weights(tmp_path / "lpips_vgg.safetensors")
+    agg2 = runner.run_benchmark("dl3dv", str(tmp_path / "dl3dv"), sim3_predictor(scene),
+                                str(tmp_path / "out"), modes=("nvs",), max_frames=0,
+                                reader_options=_reader_options("dl3dv", f"{HW[0]},{HW[1]}"),
+                                plots=False, progress=False, lpips_weights=weights)
+    saved = json.loads((tmp_path / "out" / "dl3dv" / "scenes" / "0a1b.json").read_text())
+    assert saved["lpips_net"] == "vgg" and len(saved["per_target"]["lpips"]) == 3
+    assert agg2["nvs"]["mean"]["lpips"] == pytest.approx(np.mean(saved["per_target"]["lpips"]))
+    assert agg2["nvs"]["mean"]["psnr"] == pytest.approx(res["psnr"])
+    # a mean covers only what every scene has: no LPIPS mean over a mixed (resumed) run
+    mixed = report.aggregate({"a": saved, "b": {"metrics": {"nvs": res}}}, ["nvs"])["nvs"]["mean"]
+    assert "lpips" not in mixed and mixed["psnr"] == pytest.approx(res["psnr"])
     # the nerfstudio layout has no depth: the depth modes say so instead of scoring nothing
     with pytest.raises(ValueError, match="'recon_posed' needs ground-truth depth.*'0a1b'"):
         runner.run_benchmark("dl3dv", str(tmp_path / "dl3dv"), sim3_predictor(scene),
