@@ -19,6 +19,7 @@ from ml_collections import config_flags
 
 from experiments import study, study_report
 from experiments.studies import cpu_scaling, smoke
+from tests._fast_compile import XLA_FLAG
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -92,9 +93,9 @@ def _study_cmd(workdir, *extra):
 def _env():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    # One CPU device, like a user's run; XLA's HLO passes as always, LLVM without its
-    # optimisation passes (the runs' compiles are most of this test's CPU time).
-    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
+    # One CPU device, like a user's run; compiled as tests._fast_compile says (the runs'
+    # compiles are most of this test's CPU time).
+    env["XLA_FLAGS"] = XLA_FLAG
     return env
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from da3_jax.model import DA3, get_config
 from da3_jax.parallel import scan
+from tests._fast_compile import run_fast
 
 AT = ("backbone", "pretrained")
 
@@ -46,10 +47,7 @@ def test_scanned_forward_equals_unrolled(kind, remat, grads):
             return jnp.mean(out["depth"] ** 2), out
         fn = (lambda p, x: ((None, f(p, x)[1]), None)) if not grads else jax.value_and_grad(
             f, has_aux=True)
-        # both sides compiled by LLVM without its optimisation passes (XLA's HLO passes as
-        # always): the compiles are most of this test's CPU time
-        return jax.jit(fn).lower(p, images).compile(
-            compiler_options={"xla_backend_optimization_level": 0})(p, images)
+        return run_fast(fn, p, images)  # both sides: the compiles are most of the CPU time
 
     (_, ref), g_ref = loss(DA3(cfg), params)
     (_, out), g_out = loss(DA3(scfg), scanned)
