@@ -97,20 +97,45 @@ def _zeros_like_spec(spec):
     return jax.tree.map(lambda s: jax.numpy.zeros(s.shape, s.dtype), spec)
 
 
-def init_state(task, tx, rng, batch_spec, mesh, use_ema: bool):
-    """(state, state shardings or None): random init + optimizer state + EMA, sharded on
-    ``mesh`` from the first byte (jitted with ``out_shardings``); then pretrained weights."""
-    init_rng, state_rng = jax.random.split(rng)
-
+def _make_state_fn(task, tx, batch_spec, use_ema: bool):
+    """``make(init_rng, state_rng) -> TrainState``: random init + optimizer state (+ EMA)."""
     def make(init_rng, state_rng):
         params = task.init_params(init_rng, _zeros_like_spec(batch_spec))
         return create_state(params, tx, state_rng, use_ema=use_ema)
 
-    shardings = None
-    if mesh is not None:
-        from da3_jax.parallel import rules
+    return make
 
-        shardings = rules.tree_shardings(jax.eval_shape(make, init_rng, state_rng), mesh)
+
+def abstract_state(task, tx, batch_spec, mesh, use_ema: bool):
+    """(the train state as ``jax.ShapeDtypeStruct`` leaves carrying their shardings, state
+    shardings or None): what ``init_state`` builds, from shapes only (nothing compiled or run;
+    the restore target of a resumed run). Without a mesh every leaf is on the first device."""
+    key = jax.random.PRNGKey(0)
+    shapes = jax.eval_shape(_make_state_fn(task, tx, batch_spec, use_ema), key, key)
+    if mesh is None:
+        one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=one),
+                            shapes), None
+    from da3_jax.parallel import rules
+
+    shardings = rules.tree_shardings(shapes, mesh)
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                        shapes, shardings), shardings
+
+
+def init_state(task, tx, rng, batch_spec, mesh, use_ema: bool, shardings=None):
+    """(state, state shardings or None): random init + optimizer state + EMA, sharded on
+    ``mesh`` from the first byte (jitted with ``out_shardings``: ``shardings`` when given, as
+    ``abstract_state`` returns them, else derived); then pretrained weights."""
+    init_rng, state_rng = jax.random.split(rng)
+    make = _make_state_fn(task, tx, batch_spec, use_ema)
+    if mesh is None:
+        shardings = None
+    else:
+        if shardings is None:
+            from da3_jax.parallel import rules
+
+            shardings = rules.tree_shardings(jax.eval_shape(make, init_rng, state_rng), mesh)
         # the keys as global replicated arrays: the same program input on every process
         init_rng, state_rng = (_replicated(k, mesh) for k in (init_rng, state_rng))
     state = _compiled(jax.jit(make, out_shardings=shardings), "init", init_rng, state_rng)(
@@ -270,8 +295,7 @@ def train(config, workdir, task=None, echo=print) -> TrainState:
     use_ema = float(config.get("ema_decay", 0.0)) > 0
     abstract_params = jax.eval_shape(task.init_params, jax.random.PRNGKey(0), spec)
     tx, schedule = optim.make_optimizer(config.optim, abstract_params)
-    state, shardings = init_state(task, tx, jax.random.PRNGKey(int(config.seed)), spec, mesh,
-                                  use_ema)
+    target, shardings = abstract_state(task, tx, spec, mesh, use_ema)
 
     data_iter = task.train_iter()
     manager = ckpt_lib.make_manager(
@@ -280,6 +304,14 @@ def train(config, workdir, task=None, echo=print) -> TrainState:
         async_save=bool(config.get("async_checkpoint", True)),
     )
     try:
+        # A resumed run restores into the abstract state: no random init compiled or run.
+        start = ckpt_lib.restore_latest(manager, target, data_iter, warn=echo)
+        if start is None:
+            state = init_state(task, tx, jax.random.PRNGKey(int(config.seed)), spec, mesh,
+                               use_ema, shardings)[0]
+        else:
+            state = start[1]
+            echo(f"resumed from {manager.directory} at step {int(state.step)}")
         state = _train(config, task, workdir, manager, data_iter, state, shardings, mesh, tx,
                        schedule, total, echo)
     finally:
@@ -290,10 +322,6 @@ def train(config, workdir, task=None, echo=print) -> TrainState:
 
 def _train(config, task, workdir, manager, data_iter, state, shardings, mesh, tx, schedule,
            total, echo):
-    start = ckpt_lib.restore_latest(manager, state, data_iter, warn=echo)
-    if start is not None:
-        state = start[1]
-        echo(f"resumed from {manager.directory} at step {int(state.step)}")
     step = int(state.step)
 
     ema_decay = float(config.get("ema_decay", 0.0))

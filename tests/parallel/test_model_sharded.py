@@ -11,8 +11,11 @@ import pytest
 from da3_jax.model import DA3, get_config
 from da3_jax.parallel import rules
 from da3_jax.parallel.mesh import make_mesh
+from tests._fast_compile import compile_fast, run_fast
 
 KEYS = ("depth", "depth_conf", "ray", "ray_conf", "pose_enc", "extrinsics")
+# Every program here (sharded and one-device reference alike) is compiled with
+# tests._fast_compile: the compiles are most of this file's CPU time.
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def _sharded(impl, mesh_shape, fn_of_model, *args):
         divisible = args[1].shape[1] % mesh_shape["view"] == 0
         batch = rules.batch_sharding(mesh, 5, shard_views=divisible)
         fn = jax.jit(fn_of_model(DA3(cfg)), in_shardings=(None, batch) + (None,) * (len(args) - 2))
-        compiled = fn.lower(*args).compile()
+        compiled = compile_fast(fn, *args)
         return compiled(*args), compiled.as_text()
 
 
@@ -60,7 +63,7 @@ def _close(out, ref, keys=KEYS, tol=2e-4):
 def test_view_sharded_forward_matches_single_device(tiny):
     cfg, params = tiny
     images = jax.random.normal(jax.random.key(1), (2, 4, 28, 28, 3))  # B=2, N=4 (ref selection)
-    ref = jax.jit(DA3(cfg).apply)({"params": params}, images)
+    ref = run_fast(DA3(cfg).apply, {"params": params}, images)
     out, hlo = _sharded("allgather_view", {"data": 2, "view": 4},
                         lambda m: m.apply, {"params": params}, images)
     assert "all-gather" in hlo
@@ -77,7 +80,7 @@ def test_padded_views_match_single_device(tiny, impl, mesh_shape, posed):
     cfg, params = tiny
     images = jax.random.normal(jax.random.key(2), (2, 6, 28, 28, 3))
     cams = _cameras(2, 6) if posed else (None, None)
-    ref = jax.jit(DA3(cfg).apply)({"params": params}, images, *cams)
+    ref = run_fast(DA3(cfg).apply, {"params": params}, images, *cams)
     out, hlo = _sharded(impl, mesh_shape, lambda m: m.apply, {"params": params}, images,
                         *cams)
     assert ("collective-permute" if impl == "ring_view" else "all-gather") in hlo
@@ -96,7 +99,7 @@ def test_padded_views_gradients_match_single_device(tiny):
                     + jnp.mean(out["pose_enc"] ** 2))
         return jax.grad(loss)
 
-    ref = jax.jit(loss_fn(DA3(cfg)))(params, images)
+    ref = run_fast(loss_fn(DA3(cfg)), params, images)
     got, _ = _sharded("allgather_view", {"data": 2, "view": 4}, loss_fn, params, images)
     scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(ref))
     for (path, g), r in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(ref),

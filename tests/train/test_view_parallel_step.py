@@ -21,9 +21,13 @@ from da3_jax.parallel import rules
 from da3_jax.train import loop, tasks
 from data_pipelines.pipeline import make_train_iterator
 from experiments.configs import tiny_cpu
+from tests._fast_compile import OPTIONS, run_fast
 
 # The smallest student with a DPT head (4 out layers) and a cross-view block.
 CONFIG = "stage=student,batch=2,depth=4,xview=1"
+# Every program here (sharded and one-device reference alike) is compiled with
+# tests._fast_compile (HLO passes unchanged, so is the compiled HLO text checked below): the
+# compiles are most of this file's CPU time.
 
 
 def _config(impl, mesh_shape):
@@ -45,8 +49,8 @@ def batch_and_params():
     it.close()
     task = tasks.get_task(c)
     # an rbg key: XLA:CPU compiles its init ~20 s faster than a threefry one (one per leaf)
-    params = jax.jit(task.init_params)(jax.random.key(0, impl="rbg"), batch)
-    ref = jax.jit(jax.value_and_grad(task.loss_fn, has_aux=True))(params, batch, None)
+    params = run_fast(task.init_params, jax.random.key(0, impl="rbg"), batch)
+    ref = run_fast(jax.value_and_grad(task.loss_fn, has_aux=True), params, batch, None)
     return batch, params, ref
 
 
@@ -75,7 +79,7 @@ def test_view_parallel_loss_and_grads_match_one_device(batch_and_params, impl, m
                  in_shardings=(psh, bsh, None), out_shardings=((None, None), psh))
     with jax.set_mesh(mesh):
         lowered = fn.lower(params, batch, None)
-        compiled = lowered.compile()
+        compiled = lowered.compile(compiler_options=OPTIONS)
         (loss, _), grads = compiled(params, batch, None)
     # The view mode's collectives, as written by shard_map (before the compiler adds its own).
     stablehlo = lowered.as_text()
